@@ -1,0 +1,82 @@
+// gsnn_fast/hd.h -- host/device qualifiers and correctly rounded arithmetic helpers.
+//
+// Every kernel's arithmetic is written once, as GSNN_HD inline functions in
+// csrc/include/gsnn_fast/<op>.h, and called from both the CPU loop (csrc/cpu)
+// and the CUDA kernel (csrc/cuda). The helpers below make each rounding step
+// explicit so that the two backends produce the same bits:
+//   * on the device: __dadd_rn / __dmul_rn / __ddiv_rn / __dsqrt_rn / __fma_rn
+//     (never contracted, round-to-nearest-even);
+//   * on the host: the plain IEEE operators, with the translation units built
+//     with -ffp-contract=off -fno-fast-math so that a*b+c stays two roundings,
+//     std::sqrt (correctly rounded) and std::fma where a fused op is wanted.
+// Build flags (setup.py) back this up: nvcc --fmad=false --prec-div=true
+// --prec-sqrt=true, g++ -ffp-contract=off -fno-fast-math.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define GSNN_HD __host__ __device__ __forceinline__
+#else
+#define GSNN_HD inline
+#endif
+
+namespace gsnn_fast {
+
+// PARITY: every helper below is one correctly rounded IEEE binary64 operation.
+GSNN_HD double add_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+GSNN_HD double sub_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+
+GSNN_HD double mul_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+GSNN_HD double div_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __ddiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+
+GSNN_HD double sqrt_rn(double a) {
+#if defined(__CUDA_ARCH__)
+  return __dsqrt_rn(a);
+#else
+  return std::sqrt(a);
+#endif
+}
+
+GSNN_HD double fma_rn(double a, double b, double c) {
+#if defined(__CUDA_ARCH__)
+  return __fma_rn(a, b, c);
+#else
+  return std::fma(a, b, c);
+#endif
+}
+
+GSNN_HD double abs_d(double a) { return a < 0.0 ? -a : (a == 0.0 ? 0.0 : a); }
+
+GSNN_HD bool is_nan_d(double a) { return a != a; }
+
+GSNN_HD bool is_finite_d(double a) { return a == a && a - a == 0.0; }
+
+}  // namespace gsnn_fast
