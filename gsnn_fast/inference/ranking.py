@@ -1,0 +1,225 @@
+"""Scoring helpers shared by MagnitudeEdgeInferer and MagnitudeEdgeRegressor.
+
+Everything here works on whole arrays: p-values, Benjamini-Hochberg q-values,
+the (src, dst) result frame, within-target rankings and ROC-AUC. Nothing loops
+over rows in Python, so a frame of N^2 rows costs a few array passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+
+def one_sided_normal_p(z: np.ndarray) -> np.ndarray:
+    """P(Z >= z) for a standard normal Z, i.e. 0.5 (1 - erf(z / sqrt 2)).
+
+    Computed as 0.5 erfc(z / sqrt 2), which equals the erf form to rounding and
+    keeps its relative precision for large z (tiny p-values stay distinct).
+    """
+    return 0.5 * special.erfc(np.asarray(z, dtype=np.float64) / np.sqrt(2.0))
+
+
+def fisher_p_values(r: np.ndarray, df: np.ndarray | float) -> np.ndarray:
+    """One-sided Fisher-z p-values for H0: r <= 0 (SPEC §4).
+
+    ``z = atanh(clip(r, -0.9999, 0.9999)) * sqrt(max(df, 1))``; p = 1 where r is NaN
+    or df < 2. ``df`` broadcasts against ``r`` (n - 3, or n - 3 - |S_j| for partial).
+    """
+    r = np.asarray(r, dtype=np.float64)
+    df = np.asarray(df, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        z = np.arctanh(np.clip(r, -0.9999, 0.9999)) * np.sqrt(np.maximum(df, 1.0))
+    p = one_sided_normal_p(z)
+    return np.where(np.isnan(r) | (df < 2), 1.0, p)
+
+
+def bh_qvalues(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg q-values over all entries of ``p`` (any shape).
+
+    Monotone in p, at most 1; same shape as ``p``.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    flat = p.ravel()
+    m = flat.size
+    if m == 0:
+        return p.copy()
+    order = np.argsort(flat, kind="stable")
+    ranked = flat[order] * (m / np.arange(1, m + 1, dtype=np.float64))
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    q = np.empty(m, dtype=np.float64)
+    q[order] = np.minimum(ranked, 1.0)
+    return q.reshape(p.shape)
+
+
+def pair_frame(
+    names: Sequence[str],
+    columns: Mapping[str, np.ndarray],
+    p_value: np.ndarray,
+    sort_by: str,
+    exclude_self: bool = True,
+    keep: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """The (src, dst) result frame, built from (N, N) arrays indexed [src, dst].
+
+    Columns: ``src_func, dst_func, src_idx, dst_idx``, then ``columns`` in the given
+    order, then ``p_value`` and ``q_value``. Rows start in src-major order (src
+    outer, dst inner), self pairs dropped when ``exclude_self``; q-values are BH
+    over all those rows; then rows are restricted to ``keep`` ((N, N) bool, e.g.
+    top candidates per target; None keeps all) and stably sorted by ``sort_by``
+    descending with NaN last (ties keep src-major order); index reset.
+    """
+    n = len(names)
+    mask = np.ones((n, n), dtype=bool)
+    if exclude_self:
+        np.fill_diagonal(mask, False)
+    flat_mask = mask.ravel()
+    p_all = np.asarray(p_value, dtype=np.float64).ravel()[flat_mask]
+    q_all = bh_qvalues(p_all)
+    rows = np.flatnonzero(flat_mask)
+    if keep is not None:
+        sel = np.asarray(keep, dtype=bool).ravel()[flat_mask]
+        rows, p_all, q_all = rows[sel], p_all[sel], q_all[sel]
+    score = np.asarray(columns[sort_by], dtype=np.float64).ravel()[rows]
+    order = np.argsort(-score, kind="stable")  # NaN sorts last
+    rows = rows[order]
+    src_idx, dst_idx = np.divmod(rows, n)
+    name_arr = np.asarray(list(names), dtype=object)
+    data: dict[str, np.ndarray] = {
+        "src_func": name_arr[src_idx],
+        "dst_func": name_arr[dst_idx],
+        "src_idx": src_idx,
+        "dst_idx": dst_idx,
+    }
+    for key, values in columns.items():
+        data[key] = np.asarray(values).ravel()[rows]
+    data["p_value"] = p_all[order]
+    data["q_value"] = q_all[order]
+    return pd.DataFrame(data)
+
+
+def top_k_mask(score: np.ndarray, k: int, exclude_self: bool = True) -> np.ndarray:
+    """(N, N) bool: for each target column j, the k sources with the largest score.
+
+    NaN scores are never selected; ties go to the lower source index.
+    """
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {k!r}")
+    s = np.array(score, dtype=np.float64, copy=True)
+    if exclude_self:
+        np.fill_diagonal(s, np.nan)
+    n = s.shape[0]
+    keyed = np.where(np.isnan(s), -np.inf, s)
+    order = np.argsort(-keyed, axis=0, kind="stable")[: min(k, n)]
+    mask = np.zeros_like(s, dtype=bool)
+    np.put_along_axis(mask, order, True, axis=0)
+    return mask & ~np.isnan(s)
+
+
+def _positive_pairs(positive_edges: Iterable, known: set | None) -> list[tuple[str, str]]:
+    pos = sorted({(s, d) for s, d in positive_edges})
+    if not pos:
+        raise ValueError("positive_edges is empty")
+    if known is not None:
+        unknown = sorted({x for e in pos for x in e if x not in known})
+        if unknown:
+            raise ValueError(f"positive_edges name unknown nodes: {unknown[:10]}")
+    return pos
+
+
+def evaluate_target_ranking(
+    res: pd.DataFrame,
+    positive_edges: Iterable[tuple[str, str]],
+    score_col: str = "corr",
+    top_k: tuple[int, ...] = (1, 3, 5),
+    known_nodes: Iterable[str] | None = None,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Within-target ranking of positive edges (SPEC §4).
+
+    Rows whose score is NaN are dropped; the candidate sources of each
+    ``dst_func`` are ranked by ``score_col`` descending, ties broken by row order.
+    Returns ``detail`` (one row per distinct positive, sorted: ``src_func,
+    dst_func, score, rank, n_candidates, reciprocal_rank, top@k...``; a positive
+    absent from the ranked rows gets rank NaN and reciprocal rank 0) and
+    ``summary`` ``{'n_positives', 'mrr', 'top@k'...}``.
+
+    Raises ValueError for empty positives, a missing ``score_col``, or positives
+    naming nodes that are neither in ``known_nodes`` (when given) nor in ``res``.
+    """
+    if score_col not in res.columns:
+        raise ValueError(f"score_col {score_col!r} is not a column of res: {list(res.columns)}")
+    known = set(known_nodes) if known_nodes is not None else None
+    if known is None:
+        known = set(res["src_func"]).union(res["dst_func"])
+    pos = _positive_pairs(positive_edges, known)
+
+    ranked = res.loc[res[score_col].notna(), ["src_func", "dst_func", score_col]]
+    dst_codes, dst_uniques = pd.factorize(ranked["dst_func"])
+    score = ranked[score_col].to_numpy(dtype=np.float64)
+    row_pos = np.arange(len(ranked))
+    order = np.lexsort((row_pos, -score, dst_codes))  # by dst, score desc, row order
+    counts = np.bincount(dst_codes, minlength=len(dst_uniques))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(len(ranked), dtype=np.int64)
+    rank[order] = np.arange(len(ranked)) - starts[dst_codes[order]] + 1
+    n_cand = dict(zip(dst_uniques, counts.tolist()))
+
+    lookup = pd.DataFrame(
+        {
+            "src_func": ranked["src_func"].to_numpy(),
+            "dst_func": ranked["dst_func"].to_numpy(),
+            "score": score,
+            "rank": rank,
+        }
+    ).drop_duplicates(["src_func", "dst_func"], keep="first")
+    detail = pd.DataFrame(pos, columns=["src_func", "dst_func"]).merge(
+        lookup, on=["src_func", "dst_func"], how="left"
+    )
+    detail["rank"] = detail["rank"].astype("float64")
+    detail["n_candidates"] = [int(n_cand.get(d, 0)) for d in detail["dst_func"]]
+    detail["reciprocal_rank"] = np.where(detail["rank"].notna(), 1.0 / detail["rank"], 0.0)
+    for k in top_k:
+        detail[f"top@{k}"] = (detail["rank"] <= k).to_numpy()
+    summary: dict[str, float] = {
+        "n_positives": float(len(detail)),
+        "mrr": float(detail["reciprocal_rank"].mean()),
+    }
+    for k in top_k:
+        summary[f"top@{k}"] = float(detail[f"top@{k}"].mean())
+    return detail, summary
+
+
+def pair_auc(pos_scores: np.ndarray, neg_scores: np.ndarray) -> float:
+    """ROC-AUC of positives against negatives (Mann-Whitney U; ties count half).
+
+    NaN scores are dropped; NaN when either side is empty.
+    """
+    pos = np.asarray(pos_scores, dtype=np.float64)
+    neg = np.asarray(neg_scores, dtype=np.float64)
+    pos, neg = pos[~np.isnan(pos)], neg[~np.isnan(neg)]
+    n_pos, n_neg = pos.size, neg.size
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = stats.rankdata(np.concatenate([pos, neg]))  # average ranks: ties count half
+    u = ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def roc_curve(pos_scores: np.ndarray, neg_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(fpr, tpr) at every distinct threshold, from (0, 0) to (1, 1); NaN dropped."""
+    pos = np.asarray(pos_scores, dtype=np.float64)
+    neg = np.asarray(neg_scores, dtype=np.float64)
+    pos, neg = pos[~np.isnan(pos)], neg[~np.isnan(neg)]
+    scores = np.concatenate([pos, neg])
+    labels = np.concatenate([np.ones(pos.size), np.zeros(neg.size)])
+    order = np.argsort(-scores, kind="stable")
+    scores, labels = scores[order], labels[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1] if scores.size else []
+    tps = np.cumsum(labels)[last]
+    fps = np.cumsum(1 - labels)[last]
+    tpr = np.r_[0.0, tps / max(pos.size, 1)]
+    fpr = np.r_[0.0, fps / max(neg.size, 1)]
+    return fpr, tpr
