@@ -1,8 +1,23 @@
-"""gsnn_fast: fast, exact Graph Structured Neural Networks and Tier-0 edge inference."""
+"""gsnn_fast: fast, exact Graph Structured Neural Networks and Tier-0 edge inference.
+
+Drop-in for the pure-torch ``gsnn`` library (see the README's import table). The
+kernels behind it (``gsnn_fast._C``) give bit-identical results on CPU and CUDA.
+"""
 
 from __future__ import annotations
 
 from ._ops import build_info
+from .data import GraphData, nx2pyg, pyg2nx, simulate
+from .models import GSNN, ResBlock, SparseLinear
 
 __version__ = "0.1.0"
-__all__ = ["build_info"]
+__all__ = [
+    "GSNN",
+    "GraphData",
+    "ResBlock",
+    "SparseLinear",
+    "build_info",
+    "nx2pyg",
+    "pyg2nx",
+    "simulate",
+]
