@@ -4,6 +4,10 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
+#include <c10/util/Optional.h>
+
+#include <algorithm>
+#include <vector>
 
 #include "gsnn_fast/segment_magnitude.h"
 
@@ -34,6 +38,195 @@ inline MagModes check_segment_magnitude(const at::Tensor& x, const at::Tensor& p
     m.mode[i] = static_cast<int32_t>(modes[i]);
   }
   return m;
+}
+
+// --- sparse_linear / sparse_linear_backward (gsnn_fast/sparse_linear.h) ---
+// x (B, N_in) float32/float64; values (nnz,) and the optional bias (M_out,) of
+// x's dtype and device.
+inline void check_sparse_linear(const char* op, const at::Tensor& x, const at::Tensor& values,
+                                const c10::optional<at::Tensor>& bias, int64_t n_out) {
+  TORCH_CHECK(x.dim() == 2, op, ": x must be (B, N_in), got ", x.sizes());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, op,
+              ": x must be float32 or float64, got ", x.scalar_type());
+  TORCH_CHECK(values.dim() == 1, op, ": values must be 1-d (nnz,), got ", values.sizes());
+  TORCH_CHECK(values.scalar_type() == x.scalar_type(), op, ": values dtype ", values.scalar_type(),
+              " must equal x's ", x.scalar_type());
+  TORCH_CHECK(values.device() == x.device(), op, ": values is on ", values.device(),
+              " but x is on ", x.device());
+  TORCH_CHECK(n_out >= 0, op, ": n_out must be >= 0, got ", n_out);
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == n_out, op, ": bias must be (", n_out,
+                ",), got ", bias->sizes());
+    TORCH_CHECK(bias->scalar_type() == x.scalar_type(), op, ": bias dtype ", bias->scalar_type(),
+                " must equal x's ", x.scalar_type());
+    TORCH_CHECK(bias->device() == x.device(), op, ": bias is on ", bias->device(), " but x is on ",
+                x.device());
+  }
+}
+
+// One CSR of the sparse matrix: ptr (n_seg + 1,), idx and perm (nnz,), int64,
+// on `dev`. Shapes only (cheap, no device sync); see validate_sparse_csr_cpu.
+inline void check_sparse_csr(const char* op, const char* which, const at::Tensor& ptr,
+                             const at::Tensor& idx, const at::Tensor& perm, int64_t n_seg,
+                             int64_t n_idx, int64_t nnz, const at::Device& dev) {
+  (void)n_idx;
+  for (const at::Tensor* t : {&ptr, &idx, &perm}) {
+    TORCH_CHECK(t->scalar_type() == at::kLong && t->dim() == 1, op, ": ", which, "_ptr/", which,
+                "_* must be 1-d int64 tensors, got ", t->scalar_type(), " ", t->sizes());
+    TORCH_CHECK(t->device() == dev, op, ": ", which, " CSR tensors are on ", t->device(),
+                " but x is on ", dev);
+  }
+  TORCH_CHECK(ptr.size(0) == n_seg + 1, op, ": ", which, "_ptr must have ", n_seg + 1,
+              " entries, got ", ptr.size(0));
+  TORCH_CHECK(idx.size(0) == nnz && perm.size(0) == nnz, op, ": ", which, " CSR index and perm",
+              " must have nnz = ", nnz, " entries (the length of values), got ", idx.size(0),
+              " and ", perm.size(0));
+}
+
+// Content checks of one CSR on the CPU (O(nnz + n_seg)): ptr[0] = 0, non-decreasing,
+// ptr[n_seg] = nnz, idx in [0, n_idx), perm a permutation of [0, nnz).
+inline void validate_sparse_csr_cpu(const char* op, const char* which, const at::Tensor& ptr_t,
+                                    const at::Tensor& idx_t, const at::Tensor& perm_t,
+                                    int64_t n_idx) {
+  const at::Tensor ptr_c = ptr_t.contiguous(), idx_c = idx_t.contiguous(),
+                   perm_c = perm_t.contiguous();
+  const int64_t n_seg = ptr_c.size(0) - 1, nnz = idx_c.size(0);
+  const int64_t* p = ptr_c.data_ptr<int64_t>();
+  const int64_t* ix = idx_c.data_ptr<int64_t>();
+  const int64_t* pm = perm_c.data_ptr<int64_t>();
+  TORCH_CHECK(p[0] == 0, op, ": ", which, "_ptr[0] must be 0, got ", p[0]);
+  for (int64_t j = 0; j < n_seg; ++j) {
+    TORCH_CHECK(p[j] <= p[j + 1], op, ": ", which, "_ptr must be non-decreasing (", which, "_ptr[",
+                j, "] = ", p[j], " > ", which, "_ptr[", j + 1, "] = ", p[j + 1], ")");
+  }
+  TORCH_CHECK(p[n_seg] == nnz, op, ": ", which, "_ptr[-1] = ", p[n_seg], " must equal nnz = ", nnz);
+  std::vector<char> seen(static_cast<size_t>(nnz), 0);
+  for (int64_t s = 0; s < nnz; ++s) {
+    TORCH_CHECK(ix[s] >= 0 && ix[s] < n_idx, op, ": ", which, " CSR index ", ix[s], " at slot ", s,
+                " is out of range [0, ", n_idx, ")");
+    TORCH_CHECK(pm[s] >= 0 && pm[s] < nnz && !seen[pm[s]], op, ": ", which,
+                "_perm must be a permutation of [0, ", nnz, "); bad value ", pm[s], " at slot ", s);
+    seen[pm[s]] = 1;
+  }
+}
+
+// grad_out (B, M_out) of x's dtype and device; x (B, N_in); values (nnz,).
+inline void check_sparse_linear_backward(const at::Tensor& grad_out, const at::Tensor& x,
+                                         const at::Tensor& values) {
+  check_sparse_linear("sparse_linear_backward", x, values, c10::nullopt, 0);
+  TORCH_CHECK(grad_out.dim() == 2 && grad_out.size(0) == x.size(0),
+              "sparse_linear_backward: grad_out must be (B, M_out) with B = ", x.size(0), ", got ",
+              grad_out.sizes());
+  TORCH_CHECK(grad_out.scalar_type() == x.scalar_type(), "sparse_linear_backward: grad_out dtype ",
+              grad_out.scalar_type(), " must equal x's ", x.scalar_type());
+  TORCH_CHECK(grad_out.device() == x.device(), "sparse_linear_backward: grad_out is on ",
+              grad_out.device(), " but x is on ", x.device());
+}
+
+// Validates the arguments of pair_stats_update (both backends). xmag, ymag
+// (L, B, N) float64 with L >= 1 (P = L - 1 pairs; L = 1 is a no-op);
+// accumulators float64, contiguous, on xmag's device: sum_x/y/x2/y2 [P, N],
+// sum_xy and the optional sum_xx [P, N, N].
+inline void check_pair_stats_update(const at::Tensor& xmag, const at::Tensor& ymag,
+                                    const at::Tensor& sum_x, const at::Tensor& sum_y,
+                                    const at::Tensor& sum_x2, const at::Tensor& sum_y2,
+                                    const at::Tensor& sum_xy,
+                                    const c10::optional<at::Tensor>& sum_xx) {
+  TORCH_CHECK(xmag.dim() == 3, "pair_stats_update: xmag must be (L, B, N), got ", xmag.sizes());
+  TORCH_CHECK(xmag.scalar_type() == at::kDouble, "pair_stats_update: xmag must be float64, got ",
+              xmag.scalar_type());
+  TORCH_CHECK(ymag.sizes() == xmag.sizes(), "pair_stats_update: ymag must have xmag's shape ",
+              xmag.sizes(), ", got ", ymag.sizes());
+  TORCH_CHECK(ymag.scalar_type() == at::kDouble, "pair_stats_update: ymag must be float64, got ",
+              ymag.scalar_type());
+  TORCH_CHECK(ymag.device() == xmag.device(), "pair_stats_update: ymag is on ", ymag.device(),
+              " but xmag is on ", xmag.device());
+  TORCH_CHECK(xmag.size(0) >= 1, "pair_stats_update: xmag needs at least one layer (L >= 1)");
+  const int64_t P = xmag.size(0) - 1, N = xmag.size(2);
+  auto acc = [&](const at::Tensor& t, const char* name, bool square) {
+    const std::vector<int64_t> want =
+        square ? std::vector<int64_t>{P, N, N} : std::vector<int64_t>{P, N};
+    TORCH_CHECK(t.sizes() == c10::IntArrayRef(want), "pair_stats_update: ", name,
+                " must have shape ", c10::IntArrayRef(want), " (P = L - 1 = ", P, ", N = ", N,
+                "), got ", t.sizes());
+    TORCH_CHECK(t.scalar_type() == at::kDouble, "pair_stats_update: ", name,
+                " must be float64, got ", t.scalar_type());
+    TORCH_CHECK(t.device() == xmag.device(), "pair_stats_update: ", name, " is on ", t.device(),
+                " but xmag is on ", xmag.device());
+    TORCH_CHECK(t.is_contiguous(), "pair_stats_update: ", name,
+                " must be contiguous (it is updated in place)");
+  };
+  acc(sum_x, "sum_x", false);
+  acc(sum_y, "sum_y", false);
+  acc(sum_x2, "sum_x2", false);
+  acc(sum_y2, "sum_y2", false);
+  acc(sum_xy, "sum_xy", true);
+  if (sum_xx.has_value()) acc(*sum_xx, "sum_xx", true);
+}
+
+// Validates the tensor arguments of partial_corr (both backends); the CSR
+// contents (ptr monotone, idx sorted / distinct / in range / != target) are
+// checked by check_partial_corr_csr on host copies. corr, cov_xy, cov_xx
+// [P, N, N] float64; var_x, var_y [P, N] float64; ptr [N + 1], idx [nnz] int64;
+// all on corr's device.
+inline void check_partial_corr(const at::Tensor& corr, const at::Tensor& cov_xy,
+                               const at::Tensor& cov_xx, const at::Tensor& var_x,
+                               const at::Tensor& var_y, const at::Tensor& ptr,
+                               const at::Tensor& idx) {
+  TORCH_CHECK(corr.dim() == 3 && corr.size(1) == corr.size(2),
+              "partial_corr: corr must be [P, N, N], got ", corr.sizes());
+  const int64_t P = corr.size(0), N = corr.size(1);
+  auto f64 = [&](const at::Tensor& t, const char* name, c10::IntArrayRef want) {
+    TORCH_CHECK(t.sizes() == want, "partial_corr: ", name, " must have shape ", want, " (P = ", P,
+                ", N = ", N, "), got ", t.sizes());
+    TORCH_CHECK(t.scalar_type() == at::kDouble, "partial_corr: ", name, " must be float64, got ",
+                t.scalar_type());
+    TORCH_CHECK(t.device() == corr.device(), "partial_corr: ", name, " is on ", t.device(),
+                " but corr is on ", corr.device());
+  };
+  f64(corr, "corr", corr.sizes());
+  f64(cov_xy, "cov_xy", corr.sizes());
+  f64(cov_xx, "cov_xx", corr.sizes());
+  const std::vector<int64_t> pn{P, N};
+  f64(var_x, "var_x", pn);
+  f64(var_y, "var_y", pn);
+  TORCH_CHECK(ptr.dim() == 1 && ptr.size(0) == N + 1, "partial_corr: ptr must be [N + 1] = [",
+              N + 1, "] offsets, got ", ptr.sizes());
+  TORCH_CHECK(idx.dim() == 1, "partial_corr: idx must be 1-d, got ", idx.sizes());
+  auto i64 = [&](const at::Tensor& t, const char* name) {
+    TORCH_CHECK(t.scalar_type() == at::kLong, "partial_corr: ", name, " must be int64, got ",
+                t.scalar_type());
+    TORCH_CHECK(t.device() == corr.device(), "partial_corr: ", name, " is on ", t.device(),
+                " but corr is on ", corr.device());
+  };
+  i64(ptr, "ptr");
+  i64(idx, "idx");
+}
+
+// Checks the conditioning-set CSR on the host (contiguous int64 pointers) and
+// returns the largest set size. S_j = idx[ptr[j]:ptr[j+1]] must be strictly
+// increasing, in [0, N) and must not contain j.
+inline int64_t check_partial_corr_csr(const int64_t* p, int64_t N, const int64_t* ix, int64_t nnz) {
+  TORCH_CHECK(p[0] == 0, "partial_corr: ptr[0] must be 0, got ", p[0]);
+  int64_t smax = 0;
+  for (int64_t j = 0; j < N; ++j) {
+    TORCH_CHECK(p[j] <= p[j + 1], "partial_corr: ptr must be non-decreasing (ptr[", j, "] = ", p[j],
+                " > ptr[", j + 1, "] = ", p[j + 1], ")");
+    smax = std::max(smax, p[j + 1] - p[j]);
+  }
+  TORCH_CHECK(p[N] == nnz, "partial_corr: ptr[N] = ", p[N], " must equal the length of idx (", nnz,
+              ")");
+  for (int64_t j = 0; j < N; ++j) {
+    for (int64_t e = p[j]; e < p[j + 1]; ++e) {
+      TORCH_CHECK(ix[e] >= 0 && ix[e] < N, "partial_corr: idx[", e, "] = ", ix[e],
+                  " is out of range [0, ", N, ")");
+      TORCH_CHECK(ix[e] != j, "partial_corr: idx[", e, "]: target ", j,
+                  " is in its own conditioning set");
+      TORCH_CHECK(e == p[j] || ix[e - 1] < ix[e], "partial_corr: idx[", p[j], ":", p[j + 1],
+                  "] (conditioning set of target ", j, ") must be strictly increasing");
+    }
+  }
+  return smax;
 }
 
 }  // namespace gsnn_fast

@@ -12,6 +12,25 @@
 TORCH_LIBRARY(gsnn_fast, m) {
   // (L, B, C) activations or gradients -> (K, L, B, N) float64 magnitudes.
   m.def("segment_magnitude(Tensor x, Tensor ptr, int[] modes) -> Tensor");
+  // Sparse linear layer y = x W + bias with W in CSR by output (forward) and by
+  // input (the transpose, for the backward) (csrc/include/gsnn_fast/sparse_linear.h).
+  m.def(
+      "sparse_linear(Tensor x, Tensor values, Tensor? bias, Tensor out_ptr, Tensor out_rows, "
+      "Tensor out_perm, Tensor in_ptr, Tensor in_cols, Tensor in_perm, int n_out) -> Tensor");
+  m.def(
+      "sparse_linear_backward(Tensor grad_out, Tensor x, Tensor values, Tensor in_ptr, "
+      "Tensor in_cols, Tensor in_perm, bool need_x, bool need_values, bool need_bias) "
+      "-> (Tensor, Tensor, Tensor)");
+  // (L, B, N) activation / gradient magnitudes -> in-place update of the streaming
+  // sums of the P = L - 1 layer pairs (csrc/include/gsnn_fast/pair_stats.h).
+  m.def(
+      "pair_stats_update(Tensor xmag, Tensor ymag, Tensor(a!) sum_x, Tensor(b!) sum_y, "
+      "Tensor(c!) sum_x2, Tensor(d!) sum_y2, Tensor(e!) sum_xy, Tensor(f!)? sum_xx) -> ()");
+  // Ridge partial correlation of every (pair, target) system given conditioning
+  // sets in CSR form -> [P, N, N] float64 (csrc/include/gsnn_fast/partial_corr.h).
+  m.def(
+      "partial_corr(Tensor corr, Tensor cov_xy, Tensor cov_xx, Tensor var_x, Tensor var_y, "
+      "Tensor ptr, Tensor idx, float ridge, float tol) -> Tensor");
 }
 
 namespace {

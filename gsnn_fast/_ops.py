@@ -56,3 +56,92 @@ def segment_magnitude(x: torch.Tensor, ptr: torch.Tensor, modes: Sequence[str]) 
             raise ValueError(f"modes: unknown reduction {m!r}; options are {sorted(MAG_MODES)}")
         codes.append(MAG_MODES[m])
     return torch.ops.gsnn_fast.segment_magnitude.default(x, ptr, codes)
+
+
+@torch.library.register_fake("gsnn_fast::pair_stats_update")
+def _pair_stats_update_fake(xmag, ymag, sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx):
+    torch._check(xmag.dim() == 3, lambda: "pair_stats_update: xmag must be (L, B, N)")
+    torch._check(ymag.shape == xmag.shape, lambda: "pair_stats_update: ymag must match xmag")
+    return None
+
+
+def pair_stats_update(
+    xmag: torch.Tensor,
+    ymag: torch.Tensor,
+    sum_x: torch.Tensor,
+    sum_y: torch.Tensor,
+    sum_x2: torch.Tensor,
+    sum_y2: torch.Tensor,
+    sum_xy: torch.Tensor,
+    sum_xx: torch.Tensor | None = None,
+) -> None:
+    """Adds one batch to the streaming sums of the P = L - 1 layer pairs, in place.
+
+    Pair p couples activation layer p with gradient layer p + 1.
+
+    Args:
+        xmag: (L, B, N) float64 activation magnitudes (L >= 1; L = 1 has no pair).
+        ymag: (L, B, N) float64 gradient magnitudes, on xmag's device.
+        sum_x, sum_x2: [P, N] float64, ``+= sum_b xmag[p, b, i]`` and its square.
+        sum_y, sum_y2: [P, N] float64, ``+= sum_b ymag[p + 1, b, j]`` and its square.
+        sum_xy: [P, N, N] float64, ``[p, i, j] += sum_b xmag[p, b, i] * ymag[p + 1, b, j]``.
+        sum_xx: optional [P, N, N] float64, ``[p, i, k] += sum_b xmag[p, b, i] * xmag[p, b, k]``;
+            None skips it.
+
+    The accumulators must be contiguous float64 on xmag's device (non-contiguous
+    xmag / ymag are copied). Every output element sums its batch partial from 0.0 in
+    ascending b (product rounded, then added; no fma) and adds it once to the
+    accumulator, so the result is bit-identical on CPU and CUDA and independent of
+    the number of threads; a NaN sum is stored as the canonical quiet NaN.
+    """
+    torch.ops.gsnn_fast.pair_stats_update.default(
+        xmag, ymag, sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx
+    )
+
+
+@torch.library.register_fake("gsnn_fast::partial_corr")
+def _partial_corr_fake(corr, cov_xy, cov_xx, var_x, var_y, ptr, idx, ridge, tol):
+    torch._check(corr.dim() == 3, lambda: "partial_corr: corr must be [P, N, N]")
+    return corr.new_empty(corr.shape)
+
+
+def partial_corr(
+    corr: torch.Tensor,
+    cov_xy: torch.Tensor,
+    cov_xx: torch.Tensor,
+    var_x: torch.Tensor,
+    var_y: torch.Tensor,
+    ptr: torch.Tensor,
+    idx: torch.Tensor,
+    ridge: float,
+    tol: float,
+) -> torch.Tensor:
+    """Ridge partial correlation of every (pair p, target j) given conditioning sets.
+
+    Args:
+        corr: [P, N, N] float64 plain correlations, index [p, source i, target j]; copied
+            for targets with an empty conditioning set.
+        cov_xy: [P, N, N] float64 covariances of source activation i and target gradient j.
+        cov_xx: [P, N, N] float64 symmetric covariances of the source activations.
+        var_x, var_y: [P, N] float64 variances (NaN counts as zero variance).
+        ptr: [N + 1] int64, idx: [nnz] int64: S_j = ``idx[ptr[j]:ptr[j + 1]]``, strictly
+            increasing, without j.
+        ridge: added to the diagonal of ``cov_xx[p][S, S]``.
+        tol: a residual variance counts as zero when ``<= tol`` times the variance it was
+            reduced from. This covers the Cholesky pivots too: pivot c is the residual
+            variance of parent S[c] given S[0..c), and it fails when ``<= tol`` times
+            ``A[c, c]`` (so collinear parents fail reliably with ridge 0; tol = 0 is the
+            plain "pivot <= 0" test).
+
+    Returns:
+        [P, N, N] float64. NaN for i == j, i in S_j, a zero residual variance of the
+        source, and the whole column j when the Cholesky factorisation fails or the
+        target's residual variance is zero; otherwise clipped to [-1, 1]. Every NaN the
+        op computes is the canonical quiet NaN (columns copied from ``corr`` keep their
+        bits). Bit-identical on CPU and CUDA (see csrc/include/gsnn_fast/partial_corr.h
+        for the order). P = 1 slices work, to process one pair at a time. The CSR is
+        validated on the host (a CUDA call copies ptr and idx to the CPU).
+    """
+    return torch.ops.gsnn_fast.partial_corr.default(
+        corr, cov_xy, cov_xx, var_x, var_y, ptr, idx, float(ridge), float(tol)
+    )

@@ -1,0 +1,374 @@
+"""gsnn_fast::partial_corr against (a) the direct formula with np.linalg.solve and
+(b) the correlation of least-squares residuals computed from raw samples; NaN rules,
+argument checks, opcheck, determinism, CUDA parity.
+
+Non-contiguous inputs are handled (copied).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gsnn_fast._ops import partial_corr
+
+from .conftest import bits, require_cuda
+
+TOL = 1e-12
+
+
+def _csr(sets):
+    ptr = np.concatenate([[0], np.cumsum([len(s) for s in sets])]).astype(np.int64)
+    idx = np.array([i for s in sets for i in s], dtype=np.int64)
+    return torch.from_numpy(ptr), torch.from_numpy(idx)
+
+
+def _samples(rng, n, N):
+    """Raw samples of one layer pair: X (sources), Y (targets) correlated with X."""
+    X = rng.standard_normal((n, N)) * rng.uniform(0.5, 2.0, N)
+    Y = rng.standard_normal((n, N)) + 0.4 * X @ rng.standard_normal((N, N)) / np.sqrt(N)
+    return X, Y
+
+
+def _moments(X, Y):
+    """Population moments as the inferer computes them (sums / n - products of means)."""
+    n = X.shape[0]
+    mx, my = X.mean(0), Y.mean(0)
+    cov_xy = X.T @ Y / n - np.outer(mx, my)
+    cov_xx = X.T @ X / n - np.outer(mx, mx)
+    cov_xx = (cov_xx + cov_xx.T) / 2
+    var_x = (X**2).mean(0) - mx**2
+    var_y = (Y**2).mean(0) - my**2
+    with np.errstate(divide="ignore", invalid="ignore"):  # zero-variance columns -> NaN
+        corr = cov_xy / np.sqrt(np.outer(var_x, var_y))
+    return corr, cov_xy, cov_xx, var_x, var_y
+
+
+def _stack(moms):
+    return [torch.from_numpy(np.stack(m)) for m in zip(*moms)]
+
+
+def _direct_reference(corr, cov_xy, cov_xx, var_x, var_y, sets, ridge, tol=TOL):
+    """SPEC section 4 'partial', written with np.linalg.solve (one pair)."""
+    N = corr.shape[0]
+    out = np.full((N, N), np.nan)
+    for j, S in enumerate(sets):
+        if len(S) == 0:
+            out[:, j] = corr[:, j]
+            continue
+        S = list(S)
+        A = cov_xx[np.ix_(S, S)] + ridge * np.eye(len(S))
+        if np.any(np.linalg.eigvalsh(A) <= 0):
+            continue
+        c = cov_xy[S, j]
+        alpha = np.linalg.solve(A, c)
+        vy = var_y[j] - c @ alpha
+        if not np.isfinite(vy) or vy <= tol * var_y[j]:
+            continue
+        for i in range(N):
+            if i == j or i in S:
+                continue
+            b = cov_xx[S, i]
+            vx = var_x[i] - b @ np.linalg.solve(A, b)
+            if not np.isfinite(vx) or vx <= tol * var_x[i]:
+                continue
+            out[i, j] = np.clip((cov_xy[i, j] - b @ alpha) / np.sqrt(vx * vy), -1, 1)
+    return out
+
+
+def _residual_reference(X, Y, sets):
+    """Partial correlation as the correlation of regression residuals on x_S (with an
+    intercept, i.e. on centred data), from the raw samples."""
+    Xc, Yc = X - X.mean(0), Y - Y.mean(0)
+    N = X.shape[1]
+    out = np.full((N, N), np.nan)
+    for j, S in enumerate(sets):
+        if len(S) == 0:
+            for i in range(N):
+                out[i, j] = (
+                    Xc[:, i] @ Yc[:, j] / np.sqrt((Xc[:, i] @ Xc[:, i]) * (Yc[:, j] @ Yc[:, j]))
+                )
+            continue
+        Z = Xc[:, list(S)]
+        ry = Yc[:, j] - Z @ np.linalg.lstsq(Z, Yc[:, j], rcond=None)[0]
+        for i in range(N):
+            if i == j or i in S:
+                continue
+            rx = Xc[:, i] - Z @ np.linalg.lstsq(Z, Xc[:, i], rcond=None)[0]
+            out[i, j] = rx @ ry / np.sqrt((rx @ rx) * (ry @ ry))
+    return out
+
+
+def _random_sets(rng, N, sizes):
+    sets = []
+    for j in range(N):
+        s = sizes[j % len(sizes)]
+        pool = np.array([i for i in range(N) if i != j])
+        sets.append(sorted(rng.choice(pool, size=s, replace=False).tolist()))
+    return sets
+
+
+@pytest.fixture(scope="module")
+def problem():
+    """Two layer pairs, N = 14 nodes, conditioning sets of size 0, 1, 2, 3 and 9 (max)."""
+    rng = np.random.default_rng(0)
+    n, N, P = 400, 14, 2
+    raw = [_samples(rng, n, N) for _ in range(P)]
+    sets = _random_sets(rng, N, [0, 1, 2, 3, 9, 1, 0])
+    return raw, sets
+
+
+@pytest.mark.parametrize("ridge", [0.0, 1e-8])
+def test_matches_direct_solve(device, problem, ridge):
+    raw, sets = problem
+    moms = [_moments(X, Y) for X, Y in raw]
+    ptr, idx = _csr(sets)
+    args = [t.to(device) for t in _stack(moms)]
+    out = partial_corr(*args, ptr.to(device), idx.to(device), ridge, TOL).cpu().numpy()
+    for p, m in enumerate(moms):
+        ref = _direct_reference(*m, sets, ridge)
+        assert np.array_equal(np.isnan(out[p]), np.isnan(ref))
+        np.testing.assert_allclose(out[p], ref, rtol=0, atol=1e-10)
+
+
+def test_matches_residual_correlation_of_raw_samples(device, problem):
+    raw, sets = problem
+    moms = [_moments(X, Y) for X, Y in raw]
+    ptr, idx = _csr(sets)
+    args = [t.to(device) for t in _stack(moms)]
+    out = partial_corr(*args, ptr.to(device), idx.to(device), 0.0, TOL).cpu().numpy()
+    for p, (X, Y) in enumerate(raw):
+        ref = _residual_reference(X, Y, sets)
+        assert np.array_equal(np.isnan(out[p]), np.isnan(ref))
+        np.testing.assert_allclose(out[p], ref, rtol=0, atol=1e-10)
+
+
+def test_empty_set_copies_corr_bits(device):
+    rng = np.random.default_rng(1)
+    corr, cov_xy, cov_xx, var_x, var_y = _moments(*_samples(rng, 50, 4))
+    corr[0, 1], corr[2, 1], corr[3, 1] = -0.0, float("nan"), 7.5  # copied verbatim
+    sets = [[1], [], [0, 3], []]
+    ptr, idx = _csr(sets)
+    args = [t.to(device) for t in _stack([(corr, cov_xy, cov_xx, var_x, var_y)])]
+    out = partial_corr(*args, ptr.to(device), idx.to(device), 0.0, TOL)
+    c = torch.from_numpy(corr)
+    assert torch.equal(bits(out[0, :, 1]), bits(c[:, 1]))
+    assert torch.equal(bits(out[0, :, 3]), bits(c[:, 3]))
+
+
+def test_nan_rules(device):
+    rng = np.random.default_rng(2)
+    n, N = 64, 8
+    X, Y = _samples(rng, n, N)
+    # exact arithmetic for the duplicated parents: integer data, n a power of two
+    X = np.round(X * 4)
+    Y = np.round(Y * 4)
+    X[:, 5] = X[:, 4]  # duplicated parent columns -> A singular, pivot exactly 0
+    X[:, 6] = 3.0  # constant source: zero variance
+    Y[:, 7] = -2.0  # constant target: zero variance
+    corr, cov_xy, cov_xx, var_x, var_y = _moments(X, Y)
+    var_x[2] = float("nan")  # NaN variance counts as zero
+    sets = [[1, 2], [0], [], [4, 5], [0, 1, 2, 3], [0], [1], [0]]
+    ptr, idx = _csr(sets)
+
+    def run(ridge, cxx=cov_xx):
+        args = [t.to(device) for t in _stack([(corr, cov_xy, cxx, var_x, var_y)])]
+        return partial_corr(*args, ptr.to(device), idx.to(device), ridge, TOL)[0].cpu().numpy()
+
+    out = run(0.0)
+    for j, S in enumerate(sets):
+        if S:
+            assert np.isnan(out[j, j]), "i == j"
+            assert np.isnan(out[S, j]).all(), "i in S"
+    assert np.isnan(out[:, 3]).all(), "duplicated parents, ridge 0: failed Cholesky"
+    assert np.isnan(out[:, 7]).all(), "zero-variance target"
+    assert np.isnan(out[6, [0, 1, 4, 5]]).all(), "zero-variance source"
+    assert np.isnan(out[2, [1, 5, 7]]).all(), "NaN source variance"
+    ok = out[[3, 4], 0]
+    assert np.isfinite(ok).all() and (np.abs(ok) <= 1).all()
+    # a ridge makes the duplicated-parent system solvable
+    assert np.isfinite(run(1e-3)[[0, 1], 3]).all()
+    # an indefinite A (ridge 0): NaN column
+    bad = cov_xx.copy()
+    bad[4, 5] = bad[5, 4] = 2.0 * np.sqrt(bad[4, 4] * bad[5, 5])
+    assert np.isnan(run(0.0, bad)[:, 3]).all()
+    # results stay inside [-1, 1]
+    fin = out[np.isfinite(out)]
+    assert (np.abs(fin) <= 1).all()
+
+
+def test_clipping():
+    # inconsistent moments (|num| > sqrt(vx vy)) are clipped to +-1
+    corr = torch.zeros(1, 3, 3, dtype=torch.float64)
+    cov_xx = torch.eye(3, dtype=torch.float64)[None].clone()
+    cov_xy = torch.zeros(1, 3, 3, dtype=torch.float64)
+    cov_xy[0, 0, 2], cov_xy[0, 1, 2] = 5.0, -5.0
+    var = torch.ones(1, 3, dtype=torch.float64)
+    ptr, idx = _csr([[], [], []])
+    out = partial_corr(corr, cov_xy, cov_xx, var, var, ptr, idx, 0.0, TOL)
+    assert torch.equal(out, corr)  # all sets empty: plain copy
+    cov_xx[0, 2, 2] = 1.0
+    ptr, idx = _csr([[], [], [1]])
+    cov_xy[0, 1, 2] = 0.0
+    cov_xy[0, 0, 2] = 5.0
+    out = partial_corr(corr, cov_xy, cov_xx, var, var, ptr, idx, 0.0, TOL)
+    assert out[0, 0, 2].item() == 1.0
+    cov_xy[0, 0, 2] = -5.0
+    out = partial_corr(corr, cov_xy, cov_xx, var, var, ptr, idx, 0.0, TOL)
+    assert out[0, 0, 2].item() == -1.0
+
+
+def test_single_pair_slices_match_the_batch(problem):
+    raw, sets = problem
+    moms = _stack([_moments(X, Y) for X, Y in raw])
+    ptr, idx = _csr(sets)
+    full = partial_corr(*moms, ptr, idx, 1e-8, TOL)
+    for p in range(len(raw)):
+        one = partial_corr(*[m[p : p + 1] for m in moms], ptr, idx, 1e-8, TOL)
+        assert torch.equal(bits(one[0]), bits(full[p]))
+
+
+def test_edge_sizes(device):
+    e = torch.empty(0, dtype=torch.int64, device=device)
+    z3 = torch.zeros(2, 0, 0, dtype=torch.float64, device=device)
+    z2 = torch.zeros(2, 0, dtype=torch.float64, device=device)
+    out = partial_corr(
+        z3, z3, z3, z2, z2, torch.zeros(1, dtype=torch.int64, device=device), e, 0, TOL
+    )
+    assert out.shape == (2, 0, 0)
+    one = torch.full((1, 1, 1), 0.25, dtype=torch.float64, device=device)
+    v = torch.ones(1, 1, dtype=torch.float64, device=device)
+    out = partial_corr(
+        one, one, one, v, v, torch.zeros(2, dtype=torch.int64, device=device), e, 0, TOL
+    )
+    assert out.item() == 0.25
+    p0 = torch.zeros(0, 3, 3, dtype=torch.float64, device=device)
+    v0 = torch.zeros(0, 3, dtype=torch.float64, device=device)
+    ptr, idx = _csr([[1], [], []])
+    assert partial_corr(p0, p0, p0, v0, v0, ptr.to(device), idx.to(device), 0, TOL).shape == (
+        0,
+        3,
+        3,
+    )
+
+
+def test_non_contiguous_inputs_are_handled(device, problem):
+    raw, sets = problem
+    moms = _stack([_moments(X, Y) for X, Y in raw])
+    ptr, idx = _csr(sets)
+    ref = partial_corr(*moms, ptr, idx, 0.0, TOL)
+    corr, cov_xy, cov_xx, var_x, var_y = moms
+    nc = [
+        corr.transpose(1, 2).contiguous().transpose(1, 2),
+        cov_xy.transpose(1, 2).contiguous().transpose(1, 2),
+        cov_xx.transpose(0, 2).contiguous().transpose(0, 2),
+        var_x.t().contiguous().t(),
+        var_y.t().contiguous().t(),
+    ]
+    assert not any(t.is_contiguous() for t in nc)
+    out = partial_corr(*[t.to(device) for t in nc], ptr.to(device), idx.to(device), 0.0, TOL)
+    assert torch.equal(bits(out), bits(ref))  # on CUDA too: parity
+
+
+def test_bad_arguments(problem):
+    raw, sets = problem
+    moms = _stack([_moments(X, Y) for X, Y in raw])
+    ptr, idx = _csr(sets)
+    N = moms[0].shape[1]
+
+    def call(m=moms, p=ptr, i=idx):
+        return partial_corr(*m, p, i, 0.0, TOL)
+
+    with pytest.raises(RuntimeError, match="cov_xx must have shape"):
+        call([moms[0], moms[1], moms[2][:, :3], moms[3], moms[4]])
+    with pytest.raises(RuntimeError, match="var_y must have shape"):
+        call([*moms[:4], moms[4][:, :3]])
+    with pytest.raises(RuntimeError, match="cov_xy must be float64"):
+        call([moms[0], moms[1].float(), *moms[2:]])
+    with pytest.raises(RuntimeError, match=r"ptr must be \[N \+ 1\]"):
+        call(p=ptr[:-1])
+    with pytest.raises(RuntimeError, match="idx must be int64"):
+        call(i=idx.int())
+    bad = ptr.clone()
+    bad[1] = ptr[2] + 1  # ptr[1] > ptr[2]
+    with pytest.raises(RuntimeError, match="non-decreasing"):
+        call(p=bad)
+    bad = ptr.clone()
+    bad[0] = 1
+    with pytest.raises(RuntimeError, match=r"ptr\[0\] must be 0"):
+        call(p=bad)
+    with pytest.raises(RuntimeError, match="must equal the length of idx"):
+        call(i=idx[:-1])
+    bad = idx.clone()
+    bad[0] = N
+    with pytest.raises(RuntimeError, match="out of range"):
+        call(i=bad)
+    own = [[0], *[[] for _ in range(N - 1)]]
+    with pytest.raises(RuntimeError, match="in its own conditioning set"):
+        call(p=_csr(own)[0], i=_csr(own)[1])
+    unsorted = [[2, 1], *[[] for _ in range(N - 1)]]
+    with pytest.raises(RuntimeError, match="strictly increasing"):
+        call(p=_csr(unsorted)[0], i=_csr(unsorted)[1])
+    dup = [[], [2, 2], *[[] for _ in range(N - 2)]]
+    with pytest.raises(RuntimeError, match="strictly increasing"):
+        call(p=_csr(dup)[0], i=_csr(dup)[1])
+
+
+def test_deterministic_and_thread_count_independent():
+    rng = np.random.default_rng(3)
+    N = 60
+    moms = _stack([_moments(*_samples(rng, 200, N)) for _ in range(2)])
+    ptr, idx = _csr(_random_sets(rng, N, [0, 1, 4, 9, 2]))
+    old = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (2, 2, 1):
+            torch.set_num_threads(threads)
+            runs.append(partial_corr(*moms, ptr, idx, 1e-8, TOL))
+    finally:
+        torch.set_num_threads(old)
+    for r in runs[1:]:
+        assert torch.equal(bits(r), bits(runs[0]))
+
+
+def test_opcheck(device, problem):
+    raw, sets = problem
+    op = torch.ops.gsnn_fast.partial_corr.default
+    moms = [t.to(device) for t in _stack([_moments(X, Y) for X, Y in raw])]
+    ptr, idx = _csr(sets)
+    # Every non-empty set puts NaN at i == j, and opcheck's AOT test compares outputs
+    # with assert_close (NaN != NaN): the full suite runs on a NaN-free call (all sets
+    # empty: the copy path), the schema / fake / autograd-registration tests on the
+    # real one.
+    empty = _csr([[] for _ in sets])
+    torch.library.opcheck(op, (*moms, *[t.to(device) for t in empty], 1e-8, TOL))
+    torch.library.opcheck(
+        op,
+        (*moms, ptr.to(device), idx.to(device), 1e-8, TOL),
+        test_utils=("test_schema", "test_autograd_registration", "test_faketensor"),
+    )
+
+
+def test_cuda_parity_bit_for_bit():
+    require_cuda()
+    rng = np.random.default_rng(4)
+    # N = 200 with one set of 150 members: the factor needs > 48 KB of shared memory
+    # (opt-in path) and the rows of a column span several passes of the threads.
+    N = 200
+    moms = [_moments(*_samples(rng, 400, N)) for _ in range(2)]
+    sets = _random_sets(rng, N, [0, 1, 2, 3, 31, 32, 33, 7])
+    sets[5] = sorted(rng.choice([i for i in range(N) if i != 5], 150, replace=False).tolist())
+    dup = [4, 9]
+    stacked = _stack(moms)
+    stacked[2][1, dup[1], :] = stacked[2][1, dup[0], :]  # duplicated parents in pair 1
+    stacked[2][1, :, dup[1]] = stacked[2][1, :, dup[0]]
+    sets[6] = dup
+    stacked[3][0, 11] = float("nan")
+    stacked[4][1, 12] = 0.0
+    ptr, idx = _csr(sets)
+    for ridge in (0.0, 1e-8):
+        cpu = partial_corr(*stacked, ptr, idx, ridge, TOL)
+        gpu = partial_corr(*[t.cuda() for t in stacked], ptr.cuda(), idx.cuda(), ridge, TOL)
+        assert torch.equal(bits(cpu), bits(gpu))
+        assert torch.isnan(cpu).any() and torch.isfinite(cpu).any()
