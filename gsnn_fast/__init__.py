@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from ._ops import build_info
 from .data import GraphData, nx2pyg, pyg2nx, simulate
+from .inference import MagnitudeEdgeInferer
 from .models import GSNN, ResBlock, SparseLinear
 
 __version__ = "0.1.0"
 __all__ = [
     "GSNN",
     "GraphData",
+    "MagnitudeEdgeInferer",
     "ResBlock",
     "SparseLinear",
     "build_info",

@@ -62,6 +62,7 @@ def pair_frame(
     sort_by: str,
     exclude_self: bool = True,
     keep: np.ndarray | None = None,
+    q_threshold: float | None = None,
 ) -> pd.DataFrame:
     """The (src, dst) result frame, built from (N, N) arrays indexed [src, dst].
 
@@ -69,8 +70,10 @@ def pair_frame(
     order, then ``p_value`` and ``q_value``. Rows start in src-major order (src
     outer, dst inner), self pairs dropped when ``exclude_self``; q-values are BH
     over all those rows; then rows are restricted to ``keep`` ((N, N) bool, e.g.
-    top candidates per target; None keeps all) and stably sorted by ``sort_by``
-    descending with NaN last (ties keep src-major order); index reset.
+    top candidates per target; None keeps all) and to ``q_value <= q_threshold``
+    (None keeps all), and stably sorted by ``sort_by`` descending with NaN last (ties
+    keep src-major order); index reset. ``frame.attrs['nodes']`` records ``names``, so
+    that :func:`evaluate_target_ranking` knows every node even of a filtered frame.
     """
     n = len(names)
     mask = np.ones((n, n), dtype=bool)
@@ -80,8 +83,12 @@ def pair_frame(
     p_all = np.asarray(p_value, dtype=np.float64).ravel()[flat_mask]
     q_all = bh_qvalues(p_all)
     rows = np.flatnonzero(flat_mask)
+    sel = np.ones(rows.size, dtype=bool)
     if keep is not None:
-        sel = np.asarray(keep, dtype=bool).ravel()[flat_mask]
+        sel &= np.asarray(keep, dtype=bool).ravel()[flat_mask]
+    if q_threshold is not None:
+        sel &= q_all <= q_threshold
+    if keep is not None or q_threshold is not None:
         rows, p_all, q_all = rows[sel], p_all[sel], q_all[sel]
     score = np.asarray(columns[sort_by], dtype=np.float64).ravel()[rows]
     order = np.argsort(-score, kind="stable")  # NaN sorts last
@@ -98,7 +105,9 @@ def pair_frame(
         data[key] = np.asarray(values).ravel()[rows]
     data["p_value"] = p_all[order]
     data["q_value"] = q_all[order]
-    return pd.DataFrame(data)
+    frame = pd.DataFrame(data)
+    frame.attrs["nodes"] = list(names)
+    return frame
 
 
 def top_k_mask(score: np.ndarray, k: int, exclude_self: bool = True) -> np.ndarray:
@@ -147,13 +156,16 @@ def evaluate_target_ranking(
     ``summary`` ``{'n_positives', 'mrr', 'top@k'...}``.
 
     Raises ValueError for empty positives, a missing ``score_col``, or positives
-    naming nodes that are neither in ``known_nodes`` (when given) nor in ``res``.
+    naming unknown nodes: not in ``known_nodes`` if given, else not in
+    ``res.attrs['nodes']`` (set by :func:`pair_frame`), else not in ``res``'s rows.
     """
     if score_col not in res.columns:
         raise ValueError(f"score_col {score_col!r} is not a column of res: {list(res.columns)}")
-    known = set(known_nodes) if known_nodes is not None else None
-    if known is None:
-        known = set(res["src_func"]).union(res["dst_func"])
+    if known_nodes is None:
+        known_nodes = res.attrs.get("nodes")
+    if known_nodes is None:
+        known_nodes = set(res["src_func"]).union(res["dst_func"])
+    known = set(known_nodes)
     pos = _positive_pairs(positive_edges, known)
 
     ranked = res.loc[res[score_col].notna(), ["src_func", "dst_func", score_col]]

@@ -1,0 +1,7 @@
+"""Tier-0 function -> function edge inference from activation/gradient magnitudes."""
+
+from __future__ import annotations
+
+from .magnitude_edge_inferer import MagnitudeEdgeInferer, ScoreMatrices
+
+__all__ = ["MagnitudeEdgeInferer", "ScoreMatrices"]
