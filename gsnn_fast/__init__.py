@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ._ops import build_info
 from .data import GraphData, nx2pyg, pyg2nx, simulate
-from .inference import MagnitudeEdgeInferer
+from .inference import MagnitudeEdgeInferer, MagnitudeEdgeRegressor
 from .models import GSNN, ResBlock, SparseLinear
 
 __version__ = "0.1.0"
@@ -16,6 +16,7 @@ __all__ = [
     "GSNN",
     "GraphData",
     "MagnitudeEdgeInferer",
+    "MagnitudeEdgeRegressor",
     "ResBlock",
     "SparseLinear",
     "build_info",

@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from .magnitude_edge_inferer import MagnitudeEdgeInferer, ScoreMatrices
+from .magnitude_edge_regressor import MagnitudeEdgeRegressor
 
-__all__ = ["MagnitudeEdgeInferer", "ScoreMatrices"]
+__all__ = ["MagnitudeEdgeInferer", "MagnitudeEdgeRegressor", "ScoreMatrices"]

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
 
 def one_sided_normal_p(z: np.ndarray) -> np.ndarray:
@@ -207,17 +207,52 @@ def evaluate_target_ranking(
 def pair_auc(pos_scores: np.ndarray, neg_scores: np.ndarray) -> float:
     """ROC-AUC of positives against negatives (Mann-Whitney U; ties count half).
 
-    NaN scores are dropped; NaN when either side is empty.
+    NaN scores are dropped; NaN when either side is empty. The larger side is sorted and
+    the smaller one binary-searched in it (~0.1 s for 4e6 scores, where ranking all
+    scores with ``scipy.stats.rankdata`` takes seconds).
     """
-    pos = np.asarray(pos_scores, dtype=np.float64)
-    neg = np.asarray(neg_scores, dtype=np.float64)
+    pos = np.asarray(pos_scores, dtype=np.float64).ravel()
+    neg = np.asarray(neg_scores, dtype=np.float64).ravel()
     pos, neg = pos[~np.isnan(pos)], neg[~np.isnan(neg)]
     n_pos, n_neg = pos.size, neg.size
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = stats.rankdata(np.concatenate([pos, neg]))  # average ranks: ties count half
-    u = ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    if n_pos <= n_neg:
+        ref = np.sort(neg)
+        below = np.searchsorted(ref, pos, side="left")  # negatives < each positive
+        upto = np.searchsorted(ref, pos, side="right")  # negatives <= each positive
+        wins = int(below.sum())  # pairs with positive > negative
+    else:
+        ref = np.sort(pos)
+        below = np.searchsorted(ref, neg, side="left")  # positives < each negative
+        upto = np.searchsorted(ref, neg, side="right")
+        wins = n_pos * n_neg - int(upto.sum())
+    ties = int(upto.sum()) - int(below.sum())
+    return (wins + 0.5 * ties) / (n_pos * n_neg)
+
+
+def matrix_target_ranks(
+    S: np.ndarray, src: np.ndarray, dst: np.ndarray, chunk: int = 512
+) -> np.ndarray:
+    """Rank of ``S[src[t], dst[t]]`` among the candidate sources of ``dst[t]``.
+
+    Candidates: every source ``i != dst`` with a non-NaN score. Rank 1 is the best; ties
+    go to the lower source index (the row order of a src-major frame stably sorted by
+    score, as ``evaluate()`` builds it). NaN for a self pair or a NaN score.
+    """
+    n = S.shape[0]
+    ranks = np.full(src.size, np.nan)
+    rows = np.arange(n)[:, None]
+    for start in range(0, src.size, chunk):
+        s, d = src[start : start + chunk], dst[start : start + chunk]
+        cols = S[:, d]  # (N, chunk)
+        mine = S[s, d]
+        valid = ~np.isnan(cols) & (rows != d[None, :])
+        better = (cols > mine) | ((cols == mine) & (rows < s[None, :]))
+        r = 1.0 + (better & valid).sum(axis=0)
+        ok = (s != d) & ~np.isnan(mine)
+        ranks[start : start + chunk] = np.where(ok, r, np.nan)
+    return ranks
 
 
 def roc_curve(pos_scores: np.ndarray, neg_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
