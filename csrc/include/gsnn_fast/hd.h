@@ -15,6 +15,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define GSNN_HD __host__ __device__ __forceinline__
@@ -73,10 +74,37 @@ GSNN_HD double fma_rn(double a, double b, double c) {
 #endif
 }
 
-GSNN_HD double abs_d(double a) { return a < 0.0 ? -a : (a == 0.0 ? 0.0 : a); }
+// Clears the sign bit (exact; NaN stays NaN). Branch-free on both sides.
+GSNN_HD double abs_d(double a) {
+#if defined(__CUDA_ARCH__)
+  return fabs(a);
+#else
+  return std::fabs(a);
+#endif
+}
 
 GSNN_HD bool is_nan_d(double a) { return a != a; }
 
 GSNN_HD bool is_finite_d(double a) { return a == a && a - a == 0.0; }
+
+// One NaN bit pattern for both backends. IEEE arithmetic agrees on WHEN a result
+// is NaN, but not on its bits: x86 turns an invalid operation into the negative
+// "default NaN" 0xfff8... and propagates an input NaN's payload, while NVIDIA GPUs
+// return the canonical 0x7fff... for every NaN result. Kernels that must match bit
+// for bit store nan_d() (the positive quiet NaN 0x7ff8000000000000) wherever their
+// result is NaN.
+GSNN_HD double nan_d() {
+#if defined(__CUDA_ARCH__)
+  return __longlong_as_double(0x7ff8000000000000LL);
+#else
+  const uint64_t u = 0x7ff8000000000000ULL;
+  double d;
+  std::memcpy(&d, &u, sizeof(d));
+  return d;
+#endif
+}
+
+// v, or nan_d() when v is NaN.
+GSNN_HD double canonical_nan(double v) { return v == v ? v : nan_d(); }
 
 }  // namespace gsnn_fast

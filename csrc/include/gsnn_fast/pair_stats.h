@@ -18,7 +18,7 @@
 //                                                                 // then the sum: no fma
 //   acc = acc + partial                                           // once per call
 // NaN: an accumulator that ends up NaN is stored as the canonical nan_d()
-// (gsnn_fast/nan.h), so CPU and CUDA agree bit for bit for NaN inputs too.
+// (gsnn_fast/hd.h), so CPU and CUDA agree bit for bit for NaN inputs too.
 // sum_xx[p,i,k] and sum_xx[p,k,i] are the same partial (multiplication commutes
 // exactly), so the kernels compute the i <= k half once and add it to both.
 //
@@ -29,7 +29,6 @@
 #pragma once
 
 #include "gsnn_fast/hd.h"
-#include "gsnn_fast/nan.h"
 
 namespace gsnn_fast {
 
@@ -49,7 +48,7 @@ GSNN_HD double pair_step<double>(double partial, double x, double y) {
 
 // Adds a finished batch partial to its running accumulator (once per call); a
 // NaN sum is stored as nan_d(), so NaN inputs give the same bits on both
-// backends (gsnn_fast/nan.h). For a GCC vector T the test and the select are
+// backends (gsnn_fast/hd.h). For a GCC vector T the test and the select are
 // lane-wise.
 template <typename T>
 GSNN_HD T pair_flush(T acc, T partial) {

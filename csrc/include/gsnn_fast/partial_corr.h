@@ -42,7 +42,6 @@
 #pragma once
 
 #include "gsnn_fast/hd.h"
-#include "gsnn_fast/nan.h"
 
 namespace gsnn_fast {
 

@@ -11,7 +11,8 @@
 //
 // Modes: kSumAbs = sum |v| (the l1 norm), kL2 = sqrt(sum v^2), kMaxAbs = max |v|,
 // kMeanAbs = sum |v| / count. An empty segment gives 0 for every mode.
-// NaN in a segment gives NaN for every mode; +-Inf gives +Inf.
+// NaN in a segment gives NaN (the canonical nan_d() bits) for every mode; +-Inf
+// gives +Inf.
 //
 // Summation order: one output element (l, b, n) per CPU iteration / CUDA thread;
 // the channels of the segment are read once, in ascending order, into float64
@@ -42,13 +43,15 @@ GSNN_HD void segment_magnitude_one(const scalar_t* row, int64_t begin, int64_t e
   double sum_sq = 0.0;
   double max_abs = 0.0;
   // PARITY: ascending channel order, float64 accumulators, one rounding per op.
+  // The max is a branch-free select; NaN is restored after the loop (sum_abs of
+  // absolute values is NaN exactly when the segment holds a NaN).
   for (int64_t c = begin; c < end; ++c) {
     const double v = abs_d(static_cast<double>(row[c]));
     sum_abs = add_rn(sum_abs, v);
     sum_sq = add_rn(sum_sq, mul_rn(v, v));
-    // NaN is sticky: once max_abs is NaN it stays NaN.
-    if (!is_nan_d(max_abs) && !(v <= max_abs)) max_abs = v;
+    max_abs = v > max_abs ? v : max_abs;
   }
+  if (is_nan_d(sum_abs)) max_abs = sum_abs;
   const int64_t count = end - begin;
   for (int32_t k = 0; k < modes.k; ++k) {
     double r;
@@ -66,7 +69,7 @@ GSNN_HD void segment_magnitude_one(const scalar_t* row, int64_t begin, int64_t e
         r = count > 0 ? div_rn(sum_abs, static_cast<double>(count)) : 0.0;
         break;
     }
-    out[k * out_stride] = r;
+    out[k * out_stride] = canonical_nan(r);  // PARITY: one NaN bit pattern
   }
 }
 

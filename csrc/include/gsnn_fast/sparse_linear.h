@@ -1,0 +1,222 @@
+// gsnn_fast/sparse_linear.h -- per-element math of the sparse linear layer.
+//
+// W is a sparse (N_in x M_out) matrix given as COO entries e = 0..nnz-1 with
+// row r_e (input index), column m_e (output index) and value v_e.
+//
+// Op: gsnn_fast::sparse_linear(x, values, bias?, out_ptr, out_rows, out_perm,
+//                              in_ptr, in_cols, in_perm, n_out) -> y
+//   x        (B, N_in)   float32 or float64 (any strides; the glue makes xT)
+//   values   (nnz,)      same dtype as x, entry order
+//   bias     (M_out,)    same dtype as x, or None
+//   out_ptr  (M_out+1,)  int64: CSR by output; out_rows[out_ptr[m]..out_ptr[m+1])
+//   out_rows (nnz,)      int64: input index of each CSR-by-output slot
+//   out_perm (nnz,)      int64: entry index of each CSR-by-output slot
+//   in_*                 the same by input (CSR of the transpose); unused by the
+//                        forward, carried so that autograd can reach them
+//   y        (B, M_out)  same dtype as x, contiguous:
+//            y[b, m] = (sum over slots s of m of v[out_perm[s]] * x[b, out_rows[s]]) + bias[m]
+//
+// Op: gsnn_fast::sparse_linear_backward(grad_out, x, values, in_ptr, in_cols,
+//                                       in_perm, need_x, need_values, need_bias)
+//                                       -> (grad_x, grad_values, grad_bias)
+//   grad_x[b, r]   = sum over slots s of input r of v[in_perm[s]] * g[b, in_cols[s]]
+//   grad_values[e] = sum over b of x[b, r_e] * g[b, m_e]           (8-lane tree below)
+//   grad_bias[m]   = sum over b of g[b, m]
+//   An output that is not needed comes back as an empty (0,) tensor.
+//
+// PARITY -- summation order and accumulator, identical on the CPU and CUDA:
+//   * accumulator: the input dtype S (acc_t<S> below): float32 inputs are
+//     multiplied and summed in float32, float64 in float64 -- as torch's own
+//     kernels do, and at full speed on GPUs with slow float64.
+//   * y and grad_x: one output element per CPU SIMD lane / CUDA thread; its terms
+//     v * x are added in ascending slot order of its CSR segment, starting from 0;
+//     the CSR segments keep the entries of one output (input) in ascending entry
+//     order (SparsePlan sorts stably). The bias is added last: y = sum + bias.
+//     No bias: y = sum.
+//   * grad_bias[m]: sum over b = 0, 1, ..., B-1 in ascending order, from 0.
+//   * grad_values[e]: 8 lane sums, lane j = x[j]g[j] + x[j+8]g[j+8] + ...
+//     (b = j mod 8, ascending, from 0), then the fixed tree
+//     ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)). The CPU vectorises
+//     the lanes; a CUDA thread runs the same function.
+//   * every add / multiply is one correctly rounded IEEE operation of type S
+//     (hd.h helpers and their float32 twins below; never fused into an FMA).
+// Layouts: the kernels read xT = x^T (N_in, B) and gT = g^T (M_out, B), both
+// contiguous, so that a slot's contribution is a contiguous B-vector.
+#pragma once
+
+#include <cstring>
+
+#include "gsnn_fast/hd.h"
+
+// Everything below is inline: GCC's -Wpsabi note about passing 64-byte vectors
+// between translation units does not apply.
+#if !defined(__CUDACC__) && defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+namespace gsnn_fast {
+namespace sl {
+
+// PARITY: the accumulator type, one place for both backends.
+template <typename S>
+struct Acc {
+  using type = S;
+};
+template <typename S>
+using acc_t = typename Acc<S>::type;
+
+constexpr int kLanes = 8;  // lanes of the grad_values dot product
+
+// The float64 helpers of hd.h, their float32 twins, and (host) the SIMD overloads
+// below, all found by the unqualified calls in term() and friends.
+using gsnn_fast::add_rn;
+using gsnn_fast::mul_rn;
+
+// PARITY: one correctly rounded IEEE binary32 operation each.
+GSNN_HD float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+GSNN_HD float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+// ---- host SIMD types (CPU loops only; declared before term() so that they are found)
+// Simd<S>::V holds W = 64 / sizeof(S) independent accumulators (consecutive samples
+// b), Lane8<S>::V the 8 lanes of lane_dot; their + and * are element-wise IEEE
+// operations of type S, so term() on a vector is W copies of the scalar term().
+// The CPU translation units are built with -ffp-contract=off, so the compiler
+// never fuses them.
+#if !defined(__CUDACC__) && defined(__GNUC__)
+template <typename S>
+struct Simd;
+template <>
+struct Simd<float> {
+  typedef float V __attribute__((vector_size(64), aligned(4)));
+  typedef int32_t I __attribute__((vector_size(64)));
+  static constexpr int W = 16;
+};
+template <>
+struct Simd<double> {
+  typedef double V __attribute__((vector_size(64), aligned(8)));
+  typedef int64_t I __attribute__((vector_size(64)));
+  static constexpr int W = 8;
+};
+template <typename S>
+struct Lane8;
+template <>
+struct Lane8<float> {
+  typedef float V __attribute__((vector_size(32), aligned(4)));
+};
+template <>
+struct Lane8<double> {
+  typedef double V __attribute__((vector_size(64), aligned(8)));
+};
+
+inline Simd<float>::V add_rn(Simd<float>::V a, Simd<float>::V b) { return a + b; }
+inline Simd<float>::V mul_rn(Simd<float>::V a, Simd<float>::V b) { return a * b; }
+inline Simd<double>::V add_rn(Simd<double>::V a, Simd<double>::V b) { return a + b; }
+inline Simd<double>::V mul_rn(Simd<double>::V a, Simd<double>::V b) { return a * b; }
+inline Lane8<float>::V add_rn(Lane8<float>::V a, Lane8<float>::V b) { return a + b; }
+inline Lane8<float>::V mul_rn(Lane8<float>::V a, Lane8<float>::V b) { return a * b; }
+
+// v in every element (a shuffle, so that GCC emits a single broadcast).
+template <typename S>
+inline typename Simd<S>::V splat(S v) {
+  using V = typename Simd<S>::V;
+  using I = typename Simd<S>::I;
+  return __builtin_shuffle(V{v}, I{});
+}
+template <typename V, typename S>
+inline V loadv(const S* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename V, typename S>
+inline void storev(S* p, V v) {
+  std::memcpy(p, &v, sizeof v);
+}
+#define GSNN_SL_HAVE_SIMD 1
+#endif
+
+// ---- the arithmetic, written once ------------------------------------------
+// A is the scalar accumulator on the device and in scalar host code, and a host
+// SIMD type above (independent elements, element-wise IEEE operations) in the CPU
+// loops.
+
+// One term of a sum: acc + v * x, two roundings (never fused).
+template <typename A>
+GSNN_HD A term(A acc, A v, A x) {
+  return add_rn(acc, mul_rn(v, x));  // PARITY: mul then add, each rounded
+}
+
+// The grad_values lane tree: ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)).
+template <typename A>
+GSNN_HD A lane_tree(const A* l) {
+  // PARITY: fixed pairwise tree over the 8 lanes.
+  return add_rn(add_rn(add_rn(l[0], l[1]), add_rn(l[2], l[3])),
+                add_rn(add_rn(l[4], l[5]), add_rn(l[6], l[7])));
+}
+
+// ---- scalar per-element functions (CUDA threads, CPU tails) ------------------
+
+// y[b, col] (or grad_x[b, col]): xT (rows, ldx) contiguous, CSR slots [s0, s1),
+// idx[s] = row of xT, perm[s] = entry index into values.
+template <typename S>
+GSNN_HD S spmm_one(const S* xT, int64_t ldx, const int64_t* idx, const int64_t* perm,
+                   const S* values, int64_t s0, int64_t s1, int64_t b, bool has_bias, S bias) {
+  using A = acc_t<S>;
+  A acc = A(0);
+  // PARITY: ascending slot order from 0, then + bias.
+  for (int64_t s = s0; s < s1; ++s) {
+    acc = term(acc, static_cast<A>(values[perm[s]]), static_cast<A>(xT[idx[s] * ldx + b]));
+  }
+  if (has_bias) acc = add_rn(acc, static_cast<A>(bias));
+  return static_cast<S>(acc);
+}
+
+// grad_values of one entry: the 8-lane dot product of a[0..n) and b[0..n).
+template <typename S>
+GSNN_HD S lane_dot(const S* a, const S* b, int64_t n) {
+  using A = acc_t<S>;
+  A l[kLanes];
+  for (int j = 0; j < kLanes; ++j) l[j] = A(0);
+  // PARITY: lane j sums the terms i = j (mod 8) in ascending order.
+  const int64_t n8 = n - n % kLanes;
+  for (int64_t i = 0; i < n8; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      l[j] = term(l[j], static_cast<A>(a[i + j]), static_cast<A>(b[i + j]));
+    }
+  }
+  for (int j = 0; j < kLanes; ++j) {
+    if (n8 + j < n) l[j] = term(l[j], static_cast<A>(a[n8 + j]), static_cast<A>(b[n8 + j]));
+  }
+  return static_cast<S>(lane_tree(l));
+}
+
+// grad_bias[m]: the column sum of g (B, ldg) over b.
+template <typename S>
+GSNN_HD S column_sum_one(const S* g, int64_t ldg, int64_t B, int64_t m) {
+  using A = acc_t<S>;
+  A acc = A(0);
+  // PARITY: b ascending, from 0.
+  for (int64_t b = 0; b < B; ++b) acc = add_rn(acc, static_cast<A>(g[b * ldg + m]));
+  return static_cast<S>(acc);
+}
+
+}  // namespace sl
+}  // namespace gsnn_fast
+
+#if !defined(__CUDACC__) && defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
