@@ -105,7 +105,7 @@ def pair_frame(
         data[key] = np.asarray(values).ravel()[rows]
     data["p_value"] = p_all[order]
     data["q_value"] = q_all[order]
-    frame = pd.DataFrame(data)
+    frame = pd.DataFrame(data, copy=False)  # one block per column: no consolidation copy
     frame.attrs["nodes"] = list(names)
     return frame
 
