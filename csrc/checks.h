@@ -84,10 +84,11 @@ inline void check_sparse_csr(const char* op, const char* which, const at::Tensor
 }
 
 // Content checks of one CSR on the CPU (O(nnz + n_seg)): ptr[0] = 0, non-decreasing,
-// ptr[n_seg] = nnz, idx in [0, n_idx), perm a permutation of [0, nnz).
+// ptr[n_seg] = nnz, idx in [0, n_idx), perm in [0, nnz) and, with check_perm, a
+// permutation (the backward writes grad_values[perm[s]] once per slot).
 inline void validate_sparse_csr_cpu(const char* op, const char* which, const at::Tensor& ptr_t,
                                     const at::Tensor& idx_t, const at::Tensor& perm_t,
-                                    int64_t n_idx) {
+                                    int64_t n_idx, bool check_perm) {
   const at::Tensor ptr_c = ptr_t.contiguous(), idx_c = idx_t.contiguous(),
                    perm_c = perm_t.contiguous();
   const int64_t n_seg = ptr_c.size(0) - 1, nnz = idx_c.size(0);
@@ -95,18 +96,34 @@ inline void validate_sparse_csr_cpu(const char* op, const char* which, const at:
   const int64_t* ix = idx_c.data_ptr<int64_t>();
   const int64_t* pm = perm_c.data_ptr<int64_t>();
   TORCH_CHECK(p[0] == 0, op, ": ", which, "_ptr[0] must be 0, got ", p[0]);
-  for (int64_t j = 0; j < n_seg; ++j) {
-    TORCH_CHECK(p[j] <= p[j + 1], op, ": ", which, "_ptr must be non-decreasing (", which, "_ptr[",
-                j, "] = ", p[j], " > ", which, "_ptr[", j + 1, "] = ", p[j + 1], ")");
+  bool sorted = true;
+  for (int64_t j = 0; j < n_seg; ++j) sorted &= p[j] <= p[j + 1];
+  if (!sorted) {
+    for (int64_t j = 0; j < n_seg; ++j) {
+      TORCH_CHECK(p[j] <= p[j + 1], op, ": ", which, "_ptr must be non-decreasing (", which,
+                  "_ptr[", j, "] = ", p[j], " > ", which, "_ptr[", j + 1, "] = ", p[j + 1], ")");
+    }
   }
   TORCH_CHECK(p[n_seg] == nnz, op, ": ", which, "_ptr[-1] = ", p[n_seg], " must equal nnz = ", nnz);
-  std::vector<char> seen(static_cast<size_t>(nnz), 0);
+  bool in_range = true;  // branch-free first pass (vectorised); details only on failure
   for (int64_t s = 0; s < nnz; ++s) {
-    TORCH_CHECK(ix[s] >= 0 && ix[s] < n_idx, op, ": ", which, " CSR index ", ix[s], " at slot ", s,
-                " is out of range [0, ", n_idx, ")");
-    TORCH_CHECK(pm[s] >= 0 && pm[s] < nnz && !seen[pm[s]], op, ": ", which,
-                "_perm must be a permutation of [0, ", nnz, "); bad value ", pm[s], " at slot ", s);
-    seen[pm[s]] = 1;
+    in_range &= (ix[s] >= 0) & (ix[s] < n_idx) & (pm[s] >= 0) & (pm[s] < nnz);
+  }
+  if (!in_range) {
+    for (int64_t s = 0; s < nnz; ++s) {
+      TORCH_CHECK(ix[s] >= 0 && ix[s] < n_idx, op, ": ", which, " CSR index ", ix[s], " at slot ",
+                  s, " is out of range [0, ", n_idx, ")");
+      TORCH_CHECK(pm[s] >= 0 && pm[s] < nnz, op, ": ", which, "_perm must be a permutation of [0, ",
+                  nnz, "); bad value ", pm[s], " at slot ", s);
+    }
+  }
+  if (check_perm) {
+    std::vector<char> seen(static_cast<size_t>(nnz), 0);
+    for (int64_t s = 0; s < nnz; ++s) {
+      TORCH_CHECK(!seen[pm[s]], op, ": ", which, "_perm must be a permutation of [0, ", nnz,
+                  "); value ", pm[s], " repeats at slot ", s);
+      seen[pm[s]] = 1;
+    }
   }
 }
 

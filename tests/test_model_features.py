@@ -340,12 +340,12 @@ def test_blocks_share_one_csr_plan_after_build_and_prune():
     model = make(seed=0, channels=3, layers=3, norm="none", share_layers=False)
     a, b = model.ResBlocks[0].lin_in, model.ResBlocks[2].lin_in
     assert a is not b and a.values is not b.values
-    assert a._plan_perm_t.data_ptr() == b._plan_perm_t.data_ptr()
+    assert a._plan_out_perm.data_ptr() == b._plan_out_perm.data_ptr()
     with torch.no_grad():
         for blk in model.ResBlocks:
             blk.lin_in.values[:10] = 0.0
     model.prune(threshold=1e-12)
     a, b = model.ResBlocks[0].lin_in, model.ResBlocks[2].lin_in
     assert a.nnz == b.nnz < 336
-    assert a._plan_perm_t.data_ptr() == b._plan_perm_t.data_ptr()
+    assert a._plan_out_perm.data_ptr() == b._plan_out_perm.data_ptr()
     assert torch.equal(a.indices, b.indices)

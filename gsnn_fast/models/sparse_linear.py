@@ -6,12 +6,11 @@ in COO form: ``indices`` (LongTensor ``[2, nnz]``, rows = input index ``r``, col
 
     ``out[b, m] = sum over entries (r, m) of values * x[b, r] + bias[m]``
 
-The arithmetic lives in ONE function, :func:`sparse_linear_torch`, the vectorised
-pure-torch reference / fallback that a custom kernel can later replace. It never
-builds batch-replicated index tensors: the forward and the input gradient are CSR
-sparse x dense products, the value gradient is a sampled dense-dense product
-(SDDMM) on the sparsity pattern, so memory is ``O(B * (N_in + M_out) + nnz)``.
-The sorted/CSR index structures (:class:`SparsePlan`) are built once, at
+computed by :func:`gsnn_fast.sparse.sparse_linear`: deterministic CPU/CUDA kernels for
+float32 and float64 (bit-identical across devices, runs and thread counts) and the
+vectorised pure-torch :func:`gsnn_fast.sparse.sparse_linear_torch` for other dtypes.
+Memory is ``O(B * (N_in + M_out) + nnz)``: no batch-replicated index tensors. The CSR
+index structures (:class:`gsnn_fast.sparse.SparsePlan`) are built once, at
 construction, after :meth:`SparseLinear.prune` and after ``load_state_dict``.
 """
 
@@ -19,12 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+
+from ..sparse import SparsePlan, sparse_linear, sparse_linear_torch
 
 __all__ = [
     "SparseLinear",
@@ -34,19 +33,6 @@ __all__ = [
     "sparse_linear_torch",
     "INITS",
 ]
-
-# torch warns once per process (TORCH_WARN_ONCE) that CSR support is "beta"; the ops
-# used here (CSR @ dense, sampled_addmm) are stable on CPU and CUDA. Trigger that one
-# warning here, silenced, so that it does not surface in users' training loops.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    torch.sparse_csr_tensor(
-        torch.zeros(1, dtype=torch.long),
-        torch.zeros(0, dtype=torch.long),
-        torch.zeros(0),
-        size=(0, 0),
-        check_invariants=False,
-    )
 
 INITS: tuple[str, ...] = (
     "degree_normalized",
@@ -61,27 +47,6 @@ INITS: tuple[str, ...] = (
 # names used by older releases of the pure-torch library (normal draws):
 # xavier/glorot: std sqrt(2/(n_in+n_out)); kaiming/he: std sqrt(2/n_in); lecun: sqrt(1/n_in)
 _LEGACY_INITS: tuple[str, ...] = ("xavier", "glorot", "kaiming", "he", "lecun")
-
-
-@dataclass
-class SparsePlan:
-    """Index structures of a sparse matrix ``W`` (``N x M``), built once.
-
-    Attributes:
-        crow_t, col_t, perm_t: CSR of ``W^T`` (``M x N``, rows = outputs ``m``):
-            row pointers ``[M+1]``, column (input) indices ``[nnz]``, and the
-            permutation of the COO entries into that order ``[nnz]``.
-        crow, col, perm: CSR of ``W`` (``N x M``, rows = inputs ``r``).
-        size: ``(N, M)``.
-    """
-
-    crow_t: torch.Tensor
-    col_t: torch.Tensor
-    perm_t: torch.Tensor
-    crow: torch.Tensor
-    col: torch.Tensor
-    perm: torch.Tensor
-    size: tuple[int, int]
 
 
 _PLAN_CACHE: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
@@ -110,118 +75,10 @@ def build_sparse_plan(indices: torch.Tensor, size: Sequence[int]) -> SparsePlan:
         hit = cache.get(key)
         if hit is not None and hit[0] is indices:
             return hit[1]
-        plan = _build_sparse_plan(indices, N, M)
+        plan = SparsePlan.from_indices(indices, (N, M))
         cache[key] = (indices, plan)  # the strong reference keeps id(indices) unique
         return plan
-    return _build_sparse_plan(indices, N, M)
-
-
-def _build_sparse_plan(indices: torch.Tensor, N: int, M: int) -> SparsePlan:
-    indices = indices.to(torch.long)
-    r, m = indices[0], indices[1]
-    if r.numel() > 0:
-        if int(r.min()) < 0 or int(r.max()) >= N:
-            raise ValueError(f"indices: row index out of range [0, {N})")
-        if int(m.min()) < 0 or int(m.max()) >= M:
-            raise ValueError(f"indices: column index out of range [0, {M})")
-    # stable sort by (m, r) and by (r, m)
-    perm_t = torch.argsort(m * max(N, 1) + r, stable=True)
-    perm = torch.argsort(r * max(M, 1) + m, stable=True)
-    crow_t = torch.zeros(M + 1, dtype=torch.long, device=indices.device)
-    crow_t[1:] = torch.cumsum(torch.bincount(m, minlength=M), 0)
-    crow = torch.zeros(N + 1, dtype=torch.long, device=indices.device)
-    crow[1:] = torch.cumsum(torch.bincount(r, minlength=N), 0)
-    return SparsePlan(
-        crow_t=crow_t,
-        col_t=r[perm_t].contiguous(),
-        perm_t=perm_t,
-        crow=crow,
-        col=m[perm].contiguous(),
-        perm=perm,
-        size=(N, M),
-    )
-
-
-def _csr(crow: torch.Tensor, col: torch.Tensor, vals: torch.Tensor, size: tuple[int, int]):
-    return torch.sparse_csr_tensor(crow, col, vals, size=size, check_invariants=False)
-
-
-class _SparseMatmul(torch.autograd.Function):
-    """``out = x @ W`` for dense ``x`` ``(B, N)`` and sparse ``W`` ``(N, M)``."""
-
-    @staticmethod
-    def forward(ctx, x, values, crow_t, col_t, perm_t, crow, col, perm, N, M):  # noqa: D102
-        ctx.save_for_backward(x, values, crow, col, perm)
-        ctx.size = (N, M)
-        B = x.shape[0]
-        if values.numel() == 0 or B == 0:
-            return x.new_zeros(B, M)
-        wt = _csr(crow_t, col_t, values[perm_t], (M, N))
-        return (wt @ x.t().contiguous()).t()
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):  # noqa: D102
-        x, values, crow, col, perm = ctx.saved_tensors
-        N, M = ctx.size
-        grad_x = grad_values = None
-        empty = values.numel() == 0 or x.shape[0] == 0
-        g = grad_out.to(values.dtype)
-        if ctx.needs_input_grad[0]:
-            if empty:
-                grad_x = torch.zeros_like(x)
-            else:
-                w = _csr(crow, col, values[perm], (N, M))
-                grad_x = (w @ g.t().contiguous()).t()
-        if ctx.needs_input_grad[1]:
-            grad_values = torch.zeros_like(values)
-            if not empty:
-                pattern = _csr(crow, col, torch.zeros_like(values), (N, M))
-                s = torch.sparse.sampled_addmm(
-                    pattern, x.t().contiguous(), g.contiguous(), beta=0.0, alpha=1.0
-                )
-                grad_values[perm] = s.values()
-        return grad_x, grad_values, None, None, None, None, None, None, None, None
-
-
-def sparse_linear_torch(
-    x: torch.Tensor,
-    indices: torch.Tensor,
-    values: torch.Tensor,
-    bias: torch.Tensor | None,
-    size: Sequence[int],
-    plan: SparsePlan | None = None,
-) -> torch.Tensor:
-    """Sparse linear map, vectorised pure torch (reference and fallback).
-
-    Args:
-        x: input ``(B, N_in)`` or ``(B, N_in, 1)``, float32 or float64 (same dtype as
-            ``values``).
-        indices: LongTensor ``[2, nnz]``: ``(r, m)`` = (input row, output column).
-        values: ``[nnz]`` weights (differentiable).
-        bias: ``[M_out, 1]`` (or ``[M_out]``) or ``None``.
-        size: ``(N_in, M_out)``.
-        plan: precomputed :class:`SparsePlan` of ``indices`` (built here if ``None``).
-
-    Returns:
-        ``(B, M_out, 1)``, ``out[b, m] = sum_{(r, m)} values * x[b, r] + bias[m]``.
-        Differentiable w.r.t. ``x``, ``values`` and ``bias`` (first order).
-    """
-    N, M = int(size[0]), int(size[1])
-    if x.dim() == 3 and x.shape[-1] == 1:
-        x = x.squeeze(-1)
-    if x.dim() != 2 or x.shape[1] != N:
-        raise ValueError(f"x: expected shape (B, {N}) or (B, {N}, 1), got {tuple(x.shape)}")
-    if x.dtype != values.dtype:
-        raise TypeError(f"x: dtype {x.dtype} does not match the layer's weights ({values.dtype})")
-    if plan is None:
-        plan = build_sparse_plan(indices, (N, M))
-    out = _SparseMatmul.apply(
-        x, values, plan.crow_t, plan.col_t, plan.perm_t, plan.crow, plan.col, plan.perm, N, M
-    )
-    if bias is not None:
-        out = out + bias.reshape(1, M)
-    return out.unsqueeze(-1)
+    return SparsePlan.from_indices(indices, (N, M))
 
 
 def _init_values(
@@ -293,7 +150,7 @@ class SparseLinear(nn.Module):
     kept in non-persistent buffers (not in the ``state_dict``).
 
     Forward: ``(B, N_in)`` or ``(B, N_in, 1)`` -> ``(B, M_out, 1)`` via
-    :func:`sparse_linear_torch`.
+    :func:`gsnn_fast.sparse.sparse_linear` (kernels; torch fallback for other dtypes).
     """
 
     def __init__(
@@ -322,11 +179,9 @@ class SparseLinear(nn.Module):
         self._set_plan(plan)
 
     # -- plan management ------------------------------------------------------------
-    _PLAN_FIELDS = ("crow_t", "col_t", "perm_t", "crow", "col", "perm")
-
     def _set_plan(self, plan: SparsePlan) -> None:
-        for name in self._PLAN_FIELDS:
-            self.register_buffer("_plan_" + name, getattr(plan, name), persistent=False)
+        for name, t in plan.buffers().items():
+            self.register_buffer("_plan_" + name, t, persistent=False)
 
     def rebuild_plan(self) -> None:
         """Recompute the CSR plan from ``indices`` (after editing ``indices`` by hand)."""
@@ -335,8 +190,8 @@ class SparseLinear(nn.Module):
     @property
     def plan(self) -> SparsePlan:
         """The current :class:`SparsePlan` (on the module's device)."""
-        f = {name: getattr(self, "_plan_" + name) for name in self._PLAN_FIELDS}
-        return SparsePlan(size=self.size, **f)
+        f = {name: getattr(self, "_plan_" + name) for name in SparsePlan._NAMES}
+        return SparsePlan.from_buffers(f, self.size)
 
     @property
     def nnz(self) -> int:
@@ -348,7 +203,8 @@ class SparseLinear(nn.Module):
         ``batched_indices`` is accepted (and ignored) for compatibility with the
         pure-torch call signature.
         """
-        return sparse_linear_torch(x, self.indices, self.values, self.bias, self.size, self.plan)
+        y = sparse_linear(x, self.values, self.bias, self.plan)
+        return y if y.dim() == 3 else y.unsqueeze(2)
 
     def prune(self, idxs: torch.Tensor, _new_indices: torch.Tensor | None = None) -> None:
         """Keep only the entries ``idxs`` (LongTensor of positions or bool mask ``[nnz]``).

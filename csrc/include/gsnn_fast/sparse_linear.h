@@ -129,12 +129,16 @@ inline Simd<double>::V mul_rn(Simd<double>::V a, Simd<double>::V b) { return a *
 inline Lane8<float>::V add_rn(Lane8<float>::V a, Lane8<float>::V b) { return a + b; }
 inline Lane8<float>::V mul_rn(Lane8<float>::V a, Lane8<float>::V b) { return a * b; }
 
-// v in every element (a shuffle, so that GCC emits a single broadcast).
+// v in every element.
 template <typename S>
 inline typename Simd<S>::V splat(S v) {
   using V = typename Simd<S>::V;
+#if defined(__clang__)
+  return v - V{};  // x - (+0) == x exactly, for every x
+#else
   using I = typename Simd<S>::I;
-  return __builtin_shuffle(V{v}, I{});
+  return __builtin_shuffle(V{v}, I{});  // GCC: one broadcast instruction
+#endif
 }
 template <typename V, typename S>
 inline V loadv(const S* p) {
