@@ -31,6 +31,9 @@ TORCH_LIBRARY(gsnn_fast, m) {
   m.def(
       "partial_corr(Tensor corr, Tensor cov_xy, Tensor cov_xx, Tensor var_x, Tensor var_y, "
       "Tensor ptr, Tensor idx, float ridge, float tol) -> Tensor");
+  // Stable argsort of a float64 vector (NaN last) for building result frames on the
+  // host: LSD radix sort, CPU only (csrc/cpu/argsort_cpu.cpp).
+  m.def("argsort_stable(Tensor x, bool descending) -> Tensor");
 }
 
 namespace {

@@ -145,3 +145,30 @@ def partial_corr(
     return torch.ops.gsnn_fast.partial_corr.default(
         corr, cov_xy, cov_xx, var_x, var_y, ptr, idx, float(ridge), float(tol)
     )
+
+
+@torch.library.register_fake("gsnn_fast::argsort_stable")
+def _argsort_stable_fake(x, descending):
+    torch._check(x.dim() == 1, lambda: "argsort_stable: x must be 1-d")
+    return x.new_empty(x.shape, dtype=torch.int64)
+
+
+def argsort_stable(x: torch.Tensor, descending: bool = False) -> torch.Tensor:
+    """Stable argsort of a 1-d float64 tensor, NaN last (in either direction).
+
+    On the CPU an O(n) radix sort (``gsnn_fast::argsort_stable``), several times faster
+    than a comparison sort for the N^2 scores of a result frame; elsewhere
+    ``torch.sort(stable=True)``. -0.0 and +0.0 tie. Returns int64 indices.
+    """
+    if x.device.type == "cpu":
+        return torch.ops.gsnn_fast.argsort_stable.default(x, descending)
+    return argsort_stable_torch(x, descending)
+
+
+def argsort_stable_torch(x: torch.Tensor, descending: bool = False) -> torch.Tensor:
+    """The same order by ``torch.sort(stable=True)`` (any device): NaN last, -0.0 == +0.0."""
+    key = torch.where(torch.isnan(x), torch.inf, -x if descending else x)
+    key = torch.where(key == 0, 0.0, key)  # -0.0 ties +0.0
+    nan_last = torch.isnan(x).to(torch.int8)
+    order = torch.sort(key, stable=True).indices
+    return order[torch.sort(nan_last[order], stable=True).indices]  # +inf before NaN

@@ -11,7 +11,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import special
+
+from .._ops import argsort_stable
 
 
 def one_sided_normal_p(z: np.ndarray) -> np.ndarray:
@@ -37,6 +40,12 @@ def fisher_p_values(r: np.ndarray, df: np.ndarray | float) -> np.ndarray:
     return np.where(np.isnan(r) | (df < 2), 1.0, p)
 
 
+def _argsort(values: np.ndarray, descending: bool) -> np.ndarray:
+    """Stable argsort of float64 values, NaN last (the O(n) radix-sort op)."""
+    x = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))
+    return argsort_stable(x, descending).numpy()
+
+
 def bh_qvalues(p: np.ndarray) -> np.ndarray:
     """Benjamini-Hochberg q-values over all entries of ``p`` (any shape).
 
@@ -47,7 +56,7 @@ def bh_qvalues(p: np.ndarray) -> np.ndarray:
     m = flat.size
     if m == 0:
         return p.copy()
-    order = np.argsort(flat, kind="stable")
+    order = _argsort(flat, descending=False)
     ranked = flat[order] * (m / np.arange(1, m + 1, dtype=np.float64))
     ranked = np.minimum.accumulate(ranked[::-1])[::-1]
     q = np.empty(m, dtype=np.float64)
@@ -91,7 +100,7 @@ def pair_frame(
     if keep is not None or q_threshold is not None:
         rows, p_all, q_all = rows[sel], p_all[sel], q_all[sel]
     score = np.asarray(columns[sort_by], dtype=np.float64).ravel()[rows]
-    order = np.argsort(-score, kind="stable")  # NaN sorts last
+    order = _argsort(score, descending=True)  # NaN last, ties keep src-major order
     rows = rows[order]
     src_idx, dst_idx = np.divmod(rows, n)
     name_arr = np.asarray(list(names), dtype=object)
