@@ -7,8 +7,10 @@
 #include <c10/util/Optional.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
+#include "gsnn_fast/pair_corr.h"
 #include "gsnn_fast/segment_magnitude.h"
 
 namespace gsnn_fast {
@@ -244,6 +246,41 @@ inline int64_t check_partial_corr_csr(const int64_t* p, int64_t N, const int64_t
     }
   }
   return smax;
+}
+
+// Validates the arguments of pair_corr (both backends): sum_x, sum_x2 [P, M],
+// sum_y, sum_y2 [P, N], sum_xy [P, M, N], float64 on sum_xy's device; n > 0,
+// tol >= 0 (both finite); rule and agg known codes.
+inline void check_pair_corr(const at::Tensor& sum_x, const at::Tensor& sum_y,
+                            const at::Tensor& sum_x2, const at::Tensor& sum_y2,
+                            const at::Tensor& sum_xy, double n, double tol, int64_t rule,
+                            int64_t agg) {
+  TORCH_CHECK(sum_xy.dim() == 3, "pair_corr: sum_xy must be [P, M, N], got ", sum_xy.sizes());
+  const int64_t P = sum_xy.size(0), M = sum_xy.size(1), N = sum_xy.size(2);
+  auto f64 = [&](const at::Tensor& t, const char* name, int64_t cols) {
+    const std::vector<int64_t> want{P, cols};
+    TORCH_CHECK(t.sizes() == c10::IntArrayRef(want), "pair_corr: ", name, " must have shape ",
+                c10::IntArrayRef(want), " (sum_xy is [P, M, N] = ", sum_xy.sizes(), "), got ",
+                t.sizes());
+    TORCH_CHECK(t.scalar_type() == at::kDouble, "pair_corr: ", name, " must be float64, got ",
+                t.scalar_type());
+    TORCH_CHECK(t.device() == sum_xy.device(), "pair_corr: ", name, " is on ", t.device(),
+                " but sum_xy is on ", sum_xy.device());
+  };
+  TORCH_CHECK(sum_xy.scalar_type() == at::kDouble, "pair_corr: sum_xy must be float64, got ",
+              sum_xy.scalar_type());
+  f64(sum_x, "sum_x", M);
+  f64(sum_x2, "sum_x2", M);
+  f64(sum_y, "sum_y", N);
+  f64(sum_y2, "sum_y2", N);
+  TORCH_CHECK(std::isfinite(n) && n > 0,
+              "pair_corr: n (the sample count) must be a finite number > 0, got ", n);
+  TORCH_CHECK(std::isfinite(tol) && tol >= 0, "pair_corr: tol must be a finite number >= 0, got ",
+              tol);
+  TORCH_CHECK(rule == kZeroVarRelative || rule == kZeroVarAbsolute, "pair_corr: unknown rule ",
+              rule, " (0 = relative, 1 = absolute)");
+  TORCH_CHECK(agg == kAggMean || agg == kAggMax, "pair_corr: unknown agg ", agg,
+              " (0 = mean, 1 = max)");
 }
 
 }  // namespace gsnn_fast

@@ -31,6 +31,12 @@ TORCH_LIBRARY(gsnn_fast, m) {
   m.def(
       "partial_corr(Tensor corr, Tensor cov_xy, Tensor cov_xx, Tensor var_x, Tensor var_y, "
       "Tensor ptr, Tensor idx, float ridge, float tol) -> Tensor");
+  // Plain correlation of every layer pair from the streaming sums and its mean / max
+  // over pairs, in one pass -> ([P, M, N] or empty, [M, N]) float64
+  // (csrc/include/gsnn_fast/pair_corr.h).
+  m.def(
+      "pair_corr(Tensor sum_x, Tensor sum_y, Tensor sum_x2, Tensor sum_y2, Tensor sum_xy, "
+      "float n, float tol, int rule, int agg, bool per_pair) -> (Tensor, Tensor)");
   // Stable argsort of a float64 vector (NaN last) for building result frames on the
   // host: LSD radix sort, CPU only (csrc/cpu/argsort_cpu.cpp).
   m.def("argsort_stable(Tensor x, bool descending) -> Tensor");

@@ -147,6 +147,69 @@ def partial_corr(
     )
 
 
+#: Zero-variance rules and layer aggregations of :func:`pair_corr`, by name -> op code.
+ZERO_VAR_RULES: dict[str, int] = {"relative": 0, "absolute": 1}
+LAYER_AGGS: dict[str, int] = {"mean": 0, "max": 1}
+
+
+@torch.library.register_fake("gsnn_fast::pair_corr")
+def _pair_corr_fake(sum_x, sum_y, sum_x2, sum_y2, sum_xy, n, tol, rule, agg, per_pair):
+    torch._check(sum_xy.dim() == 3, lambda: "pair_corr: sum_xy must be [P, M, N]")
+    P, M, N = sum_xy.shape
+    pairs = sum_xy.new_empty((P, M, N) if per_pair else (0,), dtype=torch.float64)
+    return pairs, sum_xy.new_empty((M, N), dtype=torch.float64)
+
+
+def pair_corr(
+    sum_x: torch.Tensor,
+    sum_y: torch.Tensor,
+    sum_x2: torch.Tensor,
+    sum_y2: torch.Tensor,
+    sum_xy: torch.Tensor,
+    n: float,
+    tol: float,
+    rule: int | str = "relative",
+    agg: int | str = "mean",
+    per_pair: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain correlation of every layer pair from the streaming sums, aggregated over
+    pairs, in one pass (one read of ``sum_xy``, one write per output).
+
+    Args:
+        sum_x, sum_x2: [P, M] float64 sums of the activation side (source i).
+        sum_y, sum_y2: [P, N] float64 sums of the gradient side (target j).
+        sum_xy: [P, M, N] float64 cross sums (M = N in the inferer).
+        n: sample count (> 0; callers require n >= 3).
+        tol: zero-variance tolerance (>= 0).
+        rule: ``'relative'`` / 0 (``var <= tol * mean^2`` is zero; an all-zero column
+            is zero) or ``'absolute'`` / 1 (``var <= tol``).
+        agg: ``'mean'`` / 0 (NaN-ignoring mean over pairs) or ``'max'`` / 1 (signed value
+            with the largest |corr|, first pair on ties); NaN where every pair is NaN.
+        per_pair: also return the [P, M, N] per-pair correlations (else an empty tensor).
+
+    Returns:
+        ``(per_pair, aggregated)``: [P, M, N] (or (0,)) and [M, N] float64 on the inputs'
+        device, with ``mean = sum / n``, ``var = max(sum2 / n - mean^2, 0)``,
+        ``corr = (sum_xy / n - mean_x mean_y) / sqrt(var_x var_y)``, NaN where either
+        variance is zero under ``rule``, clipped to [-1, 1]. Every NaN is the canonical
+        quiet NaN. Bit-identical on CPU and CUDA and for any number of threads; equal to
+        the previous pure-torch formulation (same rounded operations in the same order,
+        see csrc/include/gsnn_fast/pair_corr.h) up to NaN payloads.
+    """
+    if isinstance(rule, str):
+        if rule not in ZERO_VAR_RULES:
+            raise ValueError(f"rule: unknown value {rule!r}; options are {list(ZERO_VAR_RULES)}")
+        rule = ZERO_VAR_RULES[rule]
+    if isinstance(agg, str):
+        if agg not in LAYER_AGGS:
+            raise ValueError(f"agg: unknown value {agg!r}; options are {list(LAYER_AGGS)}")
+        agg = LAYER_AGGS[agg]
+    return torch.ops.gsnn_fast.pair_corr.default(
+        sum_x, sum_y, sum_x2, sum_y2, sum_xy, float(n), float(tol), int(rule), int(agg),
+        bool(per_pair),
+    )  # fmt: skip
+
+
 @torch.library.register_fake("gsnn_fast::argsort_stable")
 def _argsort_stable_fake(x, descending):
     torch._check(x.dim() == 1, lambda: "argsort_stable: x must be 1-d")

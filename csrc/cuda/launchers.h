@@ -10,6 +10,7 @@
 
 #include "gsnn_fast/segment_magnitude.h"
 #include "gsnn_fast/pair_stats.h"
+#include "gsnn_fast/pair_corr.h"
 #include "gsnn_fast/partial_corr.h"
 
 namespace gsnn_fast {
@@ -62,5 +63,14 @@ cudaError_t launch_partial_corr(const double* corr, const double* cov_xy, const 
                                 const int64_t* idx, int64_t P, int64_t N, int64_t smax,
                                 double ridge, double tol, double* out, double* scratch,
                                 int64_t num_blocks, cudaStream_t stream);
+
+// Inputs as in gsnn_fast/pair_corr.h (contiguous device pointers: sum_x, sum_x2
+// [P, M], sum_y, sum_y2 [P, N], sum_xy [P, M, N]); scratch holds 3 * P * (M + N)
+// doubles (the per-node moments, pair_corr_moments_view); per_pair ([P, M, N]) may
+// be null; out is [M, N].
+cudaError_t launch_pair_corr(const double* sum_x, const double* sum_y, const double* sum_x2,
+                             const double* sum_y2, const double* sum_xy, int64_t P, int64_t M,
+                             int64_t N, double n, double tol, int32_t rule, int32_t agg,
+                             double* scratch, double* per_pair, double* out, cudaStream_t stream);
 
 }  // namespace gsnn_fast

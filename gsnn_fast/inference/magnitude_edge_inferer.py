@@ -11,8 +11,10 @@ Data path of one batch: :mod:`.capture` switches activation capture on, the forw
 ``torch.autograd.grad`` give ``(L, B, C)`` activations and gradients,
 ``gsnn_fast::segment_magnitude`` reduces them per node to float64 ``(L, B, N)``, and
 ``gsnn_fast::pair_stats_update`` adds the batch to the float64 streaming sums. ``evaluate``
-turns the sums into moments and scores one pair at a time (``gsnn_fast::partial_corr`` for
-``score='partial'``) and builds the frame from arrays (:mod:`.ranking`).
+turns the sums into scores -- ``gsnn_fast::pair_corr`` for ``score='corr'`` (every pair and
+the layer aggregation in one pass over ``sum_xy``), one pair at a time through
+``gsnn_fast::pair_corr`` and ``gsnn_fast::partial_corr`` for ``score='partial'`` -- and builds
+the frame from arrays (:mod:`.ranking`).
 
 Differences from the pure-torch ``gsnn.optim.MagnitudeEdgeInferer`` (same API otherwise):
 
@@ -572,13 +574,25 @@ class MagnitudeEdgeInferer:
                 "inferer with track_xx=True and fit again"
             )
 
+    def _corr(self, p: slice, layer_agg: str, per_pair: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """``gsnn_fast::pair_corr`` of the pairs ``p``: ``(per_pair [P', N, N] or empty,
+        aggregated [N, N])`` float64 (SPEC §4's corr and layer_agg, one pass)."""
+        return _ops.pair_corr(
+            self.sum_x[p], self.sum_y[p], self.sum_x2[p], self.sum_y2[p], self.sum_xy[p],
+            float(self.n), self.tol, self.zero_var, layer_agg, per_pair,
+        )  # fmt: skip
+
     def _pair_scores(self, score: str, ridge: float) -> Iterator[torch.Tensor]:
-        """Yield the ``[N, N]`` float64 score matrix of each pair p = 0..P-1."""
+        """Yield the ``[N, N]`` float64 partial-correlation matrix of each pair p = 0..P-1
+        (``score='corr'`` is computed for all pairs at once by :meth:`score_matrices`)."""
+        assert score == "partial"
         n = float(self.n)
         rule, tol = self.zero_var, self.tol
         dev = self.sum_x.device
         cptr, cidx = self._cond_ptr.to(dev), self._cond_idx.to(dev)
         for p in range(self.n_pairs):
+            # the plain corr of this pair: the same bits as score='corr' gives
+            corr = self._corr(slice(p, p + 1), "mean", True)[0][0]
             mean_x = self.sum_x[p] / n
             mean_y = self.sum_y[p] / n
             var_x = torch.clamp(self.sum_x2[p] / n - mean_x * mean_x, min=0.0)
@@ -587,16 +601,6 @@ class MagnitudeEdgeInferer:
             zy = _zero_var(var_y, mean_y, tol, rule)
             cov_xy = self.sum_xy[p] / n
             cov_xy.sub_(torch.outer(mean_x, mean_y))
-            denom = torch.outer(var_x, var_y).sqrt_()
-            # corr = cov_xy / sqrt(var_x[i] var_y[j]); in place when cov_xy is not needed
-            corr = cov_xy.div_(denom) if score == "corr" else cov_xy / denom
-            del denom
-            corr.masked_fill_(zx[:, None] | zy[None, :], math.nan)
-            corr.clamp_(-1.0, 1.0)
-            if score == "corr":
-                del cov_xy
-                yield corr
-                continue
             assert self.sum_xx is not None
             cov_xx = self.sum_xx[p] / n
             cov_xx.sub_(torch.outer(mean_x, mean_x))
@@ -639,10 +643,12 @@ class MagnitudeEdgeInferer:
     ) -> ScoreMatrices:
         """Raw score tensors without building a frame (what large N needs).
 
-        Scores are computed one layer pair at a time and aggregated incrementally:
         ``mean`` = NaN-ignoring mean over pairs, ``max`` = the signed value with the
-        largest |score| (first pair on ties; NaN where every pair is NaN). Peak memory is
-        a few ``[N, N]`` float64 buffers plus ``[P, N, N]`` when ``per_pair``.
+        largest |score| (first pair on ties; NaN where every pair is NaN). ``'corr'``:
+        every pair and the aggregate in one pass over ``sum_xy`` (``gsnn_fast::pair_corr``;
+        memory: the outputs only). ``'partial'``: one layer pair at a time, aggregated
+        incrementally (peak memory a few ``[N, N]`` float64 buffers plus ``[P, N, N]`` when
+        ``per_pair``). NaN scores are the canonical quiet NaN.
 
         Returns:
             :class:`ScoreMatrices` ``(per_pair [P, N, N] or None, aggregated [N, N])``,
@@ -656,6 +662,9 @@ class MagnitudeEdgeInferer:
         self._validate_scoring(layer_agg, score, ridge)
         self._check_ready(score)
         ridge = float(ridge)
+        if score == "corr":
+            pairs, agg = self._corr(slice(None), layer_agg, per_pair)
+            return ScoreMatrices(pairs if per_pair else None, agg)
         P, N = self.n_pairs, self.N
         dev = self.sum_x.device
         pairs = torch.empty((P, N, N), dtype=torch.float64, device=dev) if per_pair else None

@@ -1,0 +1,307 @@
+// CPU backend of gsnn_fast::pair_corr (order and math: gsnn_fast/pair_corr.h).
+//
+// Two loops, both parallel over outputs (no reduction across threads):
+//   1. the per-node moments of every pair (pair_corr_node_moments), one
+//      (side, p, node) per iteration, into a scratch buffer of 3 P (M + N)
+//      doubles;
+//   2. the elements, rows i split across threads. Along a row, the header's
+//      pair_corr_lanes runs on GCC vector types: kWidth consecutive targets j
+//      side by side, one element per lane, walking the P pairs (sum_xy and
+//      per_pair are P sequential streams per row: sum_xy is read once and every
+//      output written once). The last j (fewer than a vector) take the scalar
+//      lane type -- the sequence that the CUDA threads run for every element.
+//   * ISA: the row loop is compiled three times (AVX-512F, AVX2, baseline)
+//     through target attributes and picked at run time with
+//     __builtin_cpu_supports, as in pair_stats_cpu.cpp; the environment variable
+//     GSNN_FAST_PAIR_CORR_ISA=avx2|baseline caps the choice (all give the same
+//     bits).
+// Every lane's rounding sequence is the scalar one, so the bits do not depend on
+// the SIMD width or the number of threads and equal the CUDA kernel's.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <tuple>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+// The lane helpers pass vectors by value; they are internal and always inlined
+// into the target-specific functions (see pair_stats_cpu.cpp).
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#include "../checks.h"
+#include "gsnn_fast/pair_corr.h"
+
+#define GSNN_ALWAYS_INLINE inline __attribute__((always_inline))
+
+namespace gsnn_fast {
+namespace {
+
+typedef double v8d __attribute__((vector_size(64)));
+typedef double v4d __attribute__((vector_size(32)));
+typedef double v2d __attribute__((vector_size(16)));
+typedef int64_t v8l __attribute__((vector_size(64)));
+typedef int64_t v4l __attribute__((vector_size(32)));
+typedef int64_t v2l __attribute__((vector_size(16)));
+
+template <class V>
+struct IntVec;
+template <>
+struct IntVec<v8d> {
+  using type = v8l;
+};
+template <>
+struct IntVec<v4d> {
+  using type = v4l;
+};
+template <>
+struct IntVec<v2d> {
+  using type = v2l;
+};
+
+template <class V>
+constexpr int kLanes = static_cast<int>(sizeof(V) / sizeof(double));
+
+// Broadcast of a value. On x86 an opaque vbroadcastsd from the register (GCC 12
+// otherwise builds v8d{x, ..., x} with one masked broadcast per lane in target
+// functions; see partial_corr_cpu.cpp). The same value either way.
+template <class V>
+GSNN_ALWAYS_INLINE V vbroadcast(double x);
+#if defined(__x86_64__)
+template <>
+GSNN_ALWAYS_INLINE v8d vbroadcast<v8d>(double x) {
+  v8d v;
+  __asm__("vbroadcastsd %1, %0" : "=v"(v) : "v"(x));
+  return v;
+}
+template <>
+GSNN_ALWAYS_INLINE v4d vbroadcast<v4d>(double x) {
+  v4d v;
+  __asm__("vbroadcastsd %1, %0" : "=x"(v) : "x"(x));
+  return v;
+}
+#else
+template <>
+GSNN_ALWAYS_INLINE v4d vbroadcast<v4d>(double x) {
+  return v4d{x, x, x, x};
+}
+#endif
+template <>
+GSNN_ALWAYS_INLINE v2d vbroadcast<v2d>(double x) {
+  return v2d{x, x};
+}
+
+// Lane-wise correctly rounded square root (vsqrtpd / sqrtpd: IEEE, rounding to
+// nearest). Inline asm so that these helpers need no target attribute; they are
+// only ever inlined into functions of the matching ISA.
+#if defined(__x86_64__)
+GSNN_ALWAYS_INLINE v8d vsqrt(v8d a) {
+  v8d r;
+  __asm__("vsqrtpd %1, %0" : "=v"(r) : "v"(a));
+  return r;
+}
+GSNN_ALWAYS_INLINE v4d vsqrt(v4d a) {
+  v4d r;
+  __asm__("vsqrtpd %1, %0" : "=x"(r) : "x"(a));
+  return r;
+}
+GSNN_ALWAYS_INLINE v2d vsqrt(v2d a) {
+  v2d r;
+  __asm__("sqrtpd %1, %0" : "=x"(r) : "x"(a));
+  return r;
+}
+#else
+template <class V>
+GSNN_ALWAYS_INLINE V vsqrt(V a) {
+  for (int l = 0; l < kLanes<V>; ++l) a[l] = sqrt_rn(a[l]);
+  return a;
+}
+#endif
+
+// The lane type of pair_corr_lanes on a GCC vector: each arithmetic operator is
+// the IEEE operation lane by lane (the TU is built with -ffp-contract=off, so no
+// product is fused into an add); abs clears the sign bits, the selects move bits.
+template <class V>
+struct VecLanes {
+  using T = V;
+  using L = typename IntVec<V>::type;
+  static constexpr int kWidth = kLanes<V>;
+  static GSNN_ALWAYS_INLINE T load(const double* p) {
+    T v;
+    std::memcpy(&v, p, sizeof(T));
+    return v;
+  }
+  static GSNN_ALWAYS_INLINE void store(double* p, T v) { std::memcpy(p, &v, sizeof(T)); }
+  static GSNN_ALWAYS_INLINE T splat(double x) { return vbroadcast<V>(x); }
+  static GSNN_ALWAYS_INLINE T add(T a, T b) { return a + b; }
+  static GSNN_ALWAYS_INLINE T sub(T a, T b) { return a - b; }
+  static GSNN_ALWAYS_INLINE T mul(T a, T b) { return a * b; }
+  static GSNN_ALWAYS_INLINE T div(T a, T b) { return a / b; }
+  static GSNN_ALWAYS_INLINE T sqrt(T a) { return vsqrt(a); }
+  static GSNN_ALWAYS_INLINE T abs(T a) {
+    return reinterpret_cast<T>(reinterpret_cast<L>(a) & (L{} + INT64_MAX));
+  }
+  // One compare and one blend each. The empty asm keeps GCC 12 from merging a
+  // chain of selects into one select on OR-ed masks, which it then scalarises
+  // lane by lane in the AVX-512 functions (see partial_corr_cpu.cpp). The same
+  // values either way.
+  static GSNN_ALWAYS_INLINE T gt_sel(T a, T b, T x, T y) { return opaque(a > b ? x : y); }
+  static GSNN_ALWAYS_INLINE T lt_sel(T a, T b, T x, T y) { return opaque(a < b ? x : y); }
+  static GSNN_ALWAYS_INLINE T ne_sel(T a, T b, T x, T y) { return opaque(a != b ? x : y); }
+  static GSNN_ALWAYS_INLINE T opaque(T r) {
+#if defined(__x86_64__)
+    __asm__("" : "+v"(r));
+#endif
+    return r;
+  }
+};
+
+// Asks Linux for transparent huge pages on a fresh output buffer before its first
+// write. Large CPU tensors are fresh mmap'ed memory, and with THP in the default
+// "madvise" mode the first-touch page faults (4 KiB each) cost about as much as the
+// kernel itself (~120 ms -> ~40 ms to first write 160 MB here). Advice only: no
+// effect on the values, and none where the kernel ignores it.
+void advise_huge_pages(const at::Tensor& t) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t{1} << 21;
+  if (t.nbytes() < 4 * kHuge) return;
+  const uintptr_t p = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t begin = (p + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (p + t.nbytes()) & ~(kHuge - 1);
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)t;
+#endif
+}
+
+struct Ctx {
+  const double* sum_xy;
+  PairCorrMoments m;
+  int64_t P, M, N;
+  double n;
+  int32_t agg;
+  double* per_pair;  // null when not requested
+  double* out;
+};
+
+// Rows [i0, i1): full vectors of V, then the scalar tail.
+template <class V>
+GSNN_ALWAYS_INLINE void rows(const Ctx& c, int64_t i0, int64_t i1) {
+  constexpr int64_t W = kLanes<V>;
+  for (int64_t i = i0; i < i1; ++i) {
+    double* orow = c.out + i * c.N;
+    int64_t j = 0;
+    // PARITY: one element per lane; the same sequence as PairCorrScalar.
+    for (; j + W <= c.N; j += W) {
+      VecLanes<V>::store(orow + j, pair_corr_lanes<VecLanes<V>>(c.sum_xy, c.m, c.P, c.M, c.N, i, j,
+                                                                c.n, c.agg, c.per_pair));
+    }
+    for (; j < c.N; ++j) {
+      orow[j] = pair_corr_lanes<PairCorrScalar>(c.sum_xy, c.m, c.P, c.M, c.N, i, j, c.n, c.agg,
+                                                c.per_pair);
+    }
+  }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#define GSNN_TARGET(isa) __attribute__((target(isa)))
+#define GSNN_HAVE_CLONES 1
+#else
+#define GSNN_TARGET(isa)
+#define GSNN_HAVE_CLONES 0
+#endif
+
+#if GSNN_HAVE_CLONES
+GSNN_TARGET("avx512f") void rows_avx512(const Ctx& c, int64_t i0, int64_t i1) {
+  rows<v8d>(c, i0, i1);
+}
+GSNN_TARGET("avx2") void rows_avx2(const Ctx& c, int64_t i0, int64_t i1) { rows<v4d>(c, i0, i1); }
+#endif
+// Baseline (SSE2 on x86-64, 128-bit NEON on aarch64).
+void rows_base(const Ctx& c, int64_t i0, int64_t i1) { rows<v2d>(c, i0, i1); }
+
+using RowsFn = void (*)(const Ctx&, int64_t, int64_t);
+
+// The widest variant the CPU supports, chosen on every call (cheap); the
+// environment variable GSNN_FAST_PAIR_CORR_ISA=avx2|baseline caps it.
+RowsFn pick_rows() {
+  const char* env = std::getenv("GSNN_FAST_PAIR_CORR_ISA");
+  const std::string cap = env ? env : "";
+  TORCH_CHECK(cap.empty() || cap == "avx512f" || cap == "avx2" || cap == "baseline",
+              "GSNN_FAST_PAIR_CORR_ISA must be avx512f, avx2 or baseline, got '", cap, "'");
+#if GSNN_HAVE_CLONES
+  __builtin_cpu_init();
+  if (cap != "avx2" && cap != "baseline" && __builtin_cpu_supports("avx512f")) return &rows_avx512;
+  if (cap != "baseline" && __builtin_cpu_supports("avx2")) return &rows_avx2;
+#endif
+  return &rows_base;
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> pair_corr_cpu(const at::Tensor& sum_x_in,
+                                                 const at::Tensor& sum_y_in,
+                                                 const at::Tensor& sum_x2_in,
+                                                 const at::Tensor& sum_y2_in,
+                                                 const at::Tensor& sum_xy_in, double n, double tol,
+                                                 int64_t rule, int64_t agg, bool per_pair) {
+  check_pair_corr(sum_x_in, sum_y_in, sum_x2_in, sum_y2_in, sum_xy_in, n, tol, rule, agg);
+  const RowsFn rows_fn = pick_rows();
+  const at::Tensor sum_x = sum_x_in.contiguous(), sum_y = sum_y_in.contiguous();
+  const at::Tensor sum_x2 = sum_x2_in.contiguous(), sum_y2 = sum_y2_in.contiguous();
+  const at::Tensor sum_xy = sum_xy_in.contiguous();
+  const int64_t P = sum_xy.size(0), M = sum_xy.size(1), N = sum_xy.size(2);
+  const auto opts = sum_xy.options();
+  at::Tensor pairs = per_pair ? at::empty({P, M, N}, opts) : at::empty({0}, opts);
+  at::Tensor out = at::empty({M, N}, opts);
+  if (M == 0 || N == 0) return {pairs, out};
+  advise_huge_pages(pairs);
+  advise_huge_pages(out);
+
+  at::Tensor scratch = at::empty({3 * P * (M + N)}, opts);
+  const PairCorrMoments m = pair_corr_moments_view(scratch.data_ptr<double>(), P, M, N);
+  const double* sx = sum_x.data_ptr<double>();
+  const double* sx2 = sum_x2.data_ptr<double>();
+  const double* sy = sum_y.data_ptr<double>();
+  const double* sy2 = sum_y2.data_ptr<double>();
+  const int32_t r = static_cast<int32_t>(rule);
+
+  // 1. Moments: t < P*M is (p, i) of the activation side, the rest (p, j) of the
+  //    gradient side (as in the CUDA moments kernel).
+  const int64_t PM = P * M, PN = P * N;
+  at::parallel_for(0, PM + PN, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      if (t < PM) {
+        pair_corr_node_moments(sx[t], sx2[t], n, tol, r, m.mean_x + t, m.var_x + t, m.zero_x + t);
+      } else {
+        const int64_t u = t - PM;
+        pair_corr_node_moments(sy[u], sy2[u], n, tol, r, m.mean_y + u, m.var_y + u, m.zero_y + u);
+      }
+    }
+  });
+
+  // 2. Elements, rows split across threads (>= 32k pair-elements per task).
+  const Ctx c{sum_xy.data_ptr<double>(),
+              m,
+              P,
+              M,
+              N,
+              n,
+              static_cast<int32_t>(agg),
+              per_pair ? pairs.data_ptr<double>() : nullptr,
+              out.data_ptr<double>()};
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, P * N));
+  at::parallel_for(0, M, grain, [&](int64_t begin, int64_t end) { rows_fn(c, begin, end); });
+  return {pairs, out};
+}
+
+TORCH_LIBRARY_IMPL(gsnn_fast, CPU, m) { m.impl("pair_corr", &pair_corr_cpu); }
+
+}  // namespace gsnn_fast
