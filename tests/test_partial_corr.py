@@ -1,6 +1,8 @@
-"""gsnn_fast::partial_corr against (a) the direct formula with np.linalg.solve and
-(b) the correlation of least-squares residuals computed from raw samples; NaN rules,
-argument checks, opcheck, determinism, CUDA parity.
+"""gsnn_fast::partial_corr against (a) the direct formula with np.linalg.solve,
+(b) the correlation of least-squares residuals computed from raw samples and (c), bit
+for bit, the straightforward per-source formulation of partial_corr.h (one rounding
+per operation); NaN rules, argument checks, opcheck, determinism (thread counts, SIMD
+variants), CUDA parity.
 
 Non-contiguous inputs are handled (copied).
 """
@@ -107,6 +109,146 @@ def _random_sets(rng, N, sizes):
         pool = np.array([i for i in range(N) if i != j])
         sets.append(sorted(rng.choice(pool, size=s, replace=False).tolist()))
     return sets
+
+
+def _per_source_reference(corr, cov_xy, cov_xx, var_x, var_y, sets, ridge, tol=TOL):
+    """The straightforward formulation of csrc/include/gsnn_fast/partial_corr.h (one
+    pair), in float64 with one IEEE rounding per operation and the header's order:
+    Cholesky column by column (pivot d = (a_cc + ridge) - sum_k L[c,k]^2, then
+    L[r,c] = (a_rc - sum_k L[r,k] L[c,k]) / L[c,c], k ascending, reading a_rc at
+    cov_xx[S[r], S[c]], r >= c), alpha by forward then back substitution, and for every
+    source i on its own: z = L^-1 b_i (b_i[a] = cov_xx[S[a], i]) by forward
+    substitution, with the running dots z.z and b_i.alpha, a ascending; then
+    vx, num, r = num / sqrt(vx vy), the NaN rules and the clip.
+
+    numpy's elementwise operations round each element once (no fused multiply-add),
+    so running the rows of a Cholesky column, or the sources i, side by side as numpy
+    vectors keeps every element's sequence: this is the per-source loop, vectorised
+    only to keep the test fast, and the op must match it bit for bit."""
+    N = corr.shape[0]
+    out = np.full((N, N), np.nan)
+    for j, S in enumerate(sets):
+        s = len(S)
+        if s == 0:
+            out[:, j] = corr[:, j]
+            continue
+        S = np.asarray(S)
+        L = np.zeros((s, s))
+        ok = True
+        for c in range(s):
+            a = cov_xx[S[c], S[c]] + ridge
+            d = a
+            for k in range(c):
+                d = d - L[c, k] * L[c, k]
+            if not np.isfinite(d) or not d > 0 or d <= tol * a:
+                ok = False
+                break
+            L[c, c] = np.sqrt(d)
+            v = cov_xx[S[c + 1 :], S[c]].copy()  # rows r > c
+            for k in range(c):
+                v = v - L[c + 1 :, k] * L[c, k]
+            L[c + 1 :, c] = v / L[c, c]
+        if not ok:
+            continue
+        cvec = cov_xy[S, j]
+        alpha = np.zeros(s)
+        for a in range(s):
+            v = cvec[a]
+            for k in range(a):
+                v = v - L[a, k] * alpha[k]
+            alpha[a] = v / L[a, a]
+        for a in range(s - 1, -1, -1):
+            v = alpha[a]
+            for k in range(a + 1, s):
+                v = v - L[k, a] * alpha[k]
+            alpha[a] = v / L[a, a]
+        dot = 0.0
+        for a in range(s):
+            dot = dot + cvec[a] * alpha[a]
+        vy = var_y[j] - dot
+        if not np.isfinite(vy) or vy <= tol * var_y[j]:
+            continue
+        B = cov_xx[S, :]  # b_i = B[:, i]
+        Z = np.empty((s, N))
+        zz = np.zeros(N)
+        balpha = np.zeros(N)
+        for a in range(s):
+            v = B[a].copy()
+            for k in range(a):
+                v = v - L[a, k] * Z[k]
+            Z[a] = v / L[a, a]
+            zz = zz + Z[a] * Z[a]
+            balpha = balpha + B[a] * alpha[a]
+        vx = var_x - zz
+        num = cov_xy[:, j] - balpha
+        with np.errstate(all="ignore"):
+            r = num / np.sqrt(vx * vy)
+            r = np.where(r > 1.0, 1.0, r)
+            r = np.where(r < -1.0, -1.0, r)
+            bad = ~np.isfinite(vx) | (vx <= tol * var_x) | np.isnan(r)
+        r[bad] = np.nan
+        r[j] = np.nan
+        r[S] = np.nan
+        out[:, j] = r
+    return out
+
+
+def _big_problem():
+    """Two pairs, N = 203 (not a multiple of any SIMD width or tile): set sizes 0 to 33
+    (the small-system path, tile remainders) and big sets of 63 to 160 members (the
+    panel factorisation, source chunks shared by the threads, factors held in several
+    waves). NaN / zero variances, duplicated parents (a failing pivot in a small and in
+    a big set at ridge 0), clipping, and a slightly asymmetric cov_xx (the op must read
+    the same triangle as the formulation)."""
+    rng = np.random.default_rng(5)
+    N = 203
+    moms = [list(_moments(*_samples(rng, 400, N))) for _ in range(2)]
+    sets = _random_sets(rng, N, [0, 1, 2, 3, 5, 7, 8, 9, 16, 17, 31, 33])
+    for j, s in [(10, 63), (20, 64), (30, 65), (40, 100), (50, 150), (60, 160), (70, 64)]:
+        sets[j] = sorted(rng.choice([i for i in range(N) if i != j], s, replace=False).tolist())
+    corr, cov_xy, cov_xx, var_x, var_y = moms[1]
+    d0, d1 = sets[70][3], sets[70][4]  # pair 1: duplicated parents of a big and a small set
+    cov_xx[d1, :], cov_xx[:, d1] = cov_xx[d0, :], cov_xx[:, d0]
+    var_x[d1] = var_x[d0]
+    sets[71] = sorted({d0, d1, 5} - {71})
+    var_x[11] = np.nan
+    var_y[12] = 0.0
+    for m in moms:  # |num| > sqrt(vx vy) for source 3 of target 7 (not in its set): clipped
+        m[1][3, 7] = 50.0
+    assert 3 not in sets[7] and len(sets[7]) > 0
+    asym = rng.standard_normal((N, N)) * 1e-13
+    moms[0][2] = moms[0][2] + (asym - asym.T)
+    return moms, sets
+
+
+@pytest.mark.parametrize("isa", ["native", "avx2", "baseline"])
+def test_bit_identical_to_the_per_source_formulation(monkeypatch, isa):
+    """The blocked, SIMD-across-sources CPU kernel changes only the loop structure:
+    every element is the per-source formulation's sequence of roundings, in every
+    SIMD variant (GSNN_FAST_PARTIAL_CORR_ISA caps the variant picked per call)."""
+    if isa != "native":
+        monkeypatch.setenv("GSNN_FAST_PARTIAL_CORR_ISA", isa)
+    moms, sets = _big_problem()
+    ptr, idx = _csr(sets)
+    stacked = _stack(moms)
+    for ridge in (0.0, 1e-8):
+        out = partial_corr(*stacked, ptr, idx, ridge, TOL)
+        for p, m in enumerate(moms):
+            ref = torch.from_numpy(_per_source_reference(*m, sets, ridge))
+            assert torch.equal(bits(out[p]), bits(ref)), (isa, ridge, p)
+        if ridge == 0.0:
+            assert torch.isnan(out[1, :, 70]).all() and torch.isnan(out[1, :, 71]).all()
+            assert torch.isfinite(out[0, :, 70]).sum() > 100
+        assert out[0, 3, 7].item() == 1.0 and out[1, 3, 7].item() == 1.0
+
+
+def test_unknown_simd_variant_is_an_error(monkeypatch, problem):
+    raw, sets = problem
+    moms = _stack([_moments(X, Y) for X, Y in raw])
+    ptr, idx = _csr(sets)
+    monkeypatch.setenv("GSNN_FAST_PARTIAL_CORR_ISA", "bogus")
+    with pytest.raises(RuntimeError, match="GSNN_FAST_PARTIAL_CORR_ISA"):
+        partial_corr(*moms, ptr, idx, 0.0, TOL)
 
 
 @pytest.fixture(scope="module")
@@ -317,13 +459,16 @@ def test_bad_arguments(problem):
 
 def test_deterministic_and_thread_count_independent():
     rng = np.random.default_rng(3)
-    N = 60
+    N = 150
     moms = _stack([_moments(*_samples(rng, 200, N)) for _ in range(2)])
-    ptr, idx = _csr(_random_sets(rng, N, [0, 1, 4, 9, 2]))
+    sets = _random_sets(rng, N, [0, 1, 4, 9, 2, 33])
+    for j, s in [(7, 64), (8, 90), (100, 120)]:  # big sets: chunks shared by the threads
+        sets[j] = sorted(rng.choice([i for i in range(N) if i != j], s, replace=False).tolist())
+    ptr, idx = _csr(sets)
     old = torch.get_num_threads()
     runs = []
     try:
-        for threads in (2, 2, 1):
+        for threads in (2, 2, 1, 3):
             torch.set_num_threads(threads)
             runs.append(partial_corr(*moms, ptr, idx, 1e-8, TOL))
     finally:

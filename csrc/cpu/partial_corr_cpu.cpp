@@ -1,17 +1,495 @@
 // CPU backend of gsnn_fast::partial_corr (math and order: gsnn_fast/partial_corr.h).
-// at::parallel_for over the (pair, target) systems; each chunk of systems has
-// its own scratch (L, alpha, z), so no two threads share anything they write.
+//
+// Every output element is computed by the header's functions (forward_subst and
+// partial_corr_finish, the same templates the CUDA threads run through
+// partial_corr_source) with its own sequence of rounded operations; only the
+// loop structure is the CPU's:
+//   * SIMD ACROSS SOURCES: for one system (p, j) the sources i are independent
+//     and row a of B = cov_xx[p][S, :] is contiguous in i, so the lane templates
+//     run on GCC vector types (VecLanes: kWidth consecutive sources per lane
+//     group, each lane one source's scalar sequence). A register tile solves MR
+//     rows of Z = L^-1 B for NV lane groups at once (each Z[k] vector is loaded
+//     once for MR rows, each L[a][k] broadcast once for NV groups). The last
+//     sources (fewer than a vector) take ScalarLanes: the same sequence.
+//   * ISA: the lane loops are compiled three times (AVX-512F, AVX2, baseline)
+//     through target attributes and picked at run time with
+//     __builtin_cpu_supports, as in pair_stats_cpu.cpp; the environment variable
+//     GSNN_FAST_PARTIAL_CORR_ISA=avx2|baseline caps the choice (the tests run
+//     every variant: all give the same bits).
+//   * small systems (|S| < kBigSet): a task owns kBlockTargets consecutive
+//     targets of one pair; it factorises them (cholesky_packed, solve_alpha),
+//     then walks the sources in chunks of rows: it gathers cov_xy[p][chunk, block]
+//     row by row (contiguous runs of the block's columns, instead of one strided
+//     pass per target), scores its targets on the chunk, and writes
+//     out[p][chunk, block] row by row (scores, NaN columns and the copies of corr
+//     for empty sets alike).
+//   * big systems (|S| >= kBigSet, e.g. the hub of a converging graph): the
+//     factor is built by panels of kWidth rows (factor_big: the panel rows'
+//     entries left of the panel are one forward substitution vectorised across
+//     those rows), then the sources are cut into chunks that the threads share.
+//   * threads: at::parallel_for starts one worker per thread and the workers
+//     take tasks from a shared counter (the task costs differ by orders of
+//     magnitude). Every task writes its own outputs and nothing else (no
+//     reduction across tasks), so the result does not depend on the thread count
+//     or on which worker ran what.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
 #include <vector>
+
+// The lane helpers pass vectors by value; they are internal and always inlined
+// into the target-specific functions (see pair_stats_cpu.cpp).
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 #include "../checks.h"
 #include "gsnn_fast/partial_corr.h"
 
+#define GSNN_ALWAYS_INLINE inline __attribute__((always_inline))
+
 namespace gsnn_fast {
+namespace {
+
+// Sets of at least this many members are "big" (factor by panels, sources
+// shared by the threads); the others are handled a block of targets at a time.
+constexpr int64_t kBigSet = 64;
+// Targets per small-system task (a row of the block: 4 cache lines of cov_xy,
+// corr and out), and sources per chunk of a small / big system.
+constexpr int64_t kBlockTargets = 32;
+constexpr int64_t kChunkSmall = 128;
+constexpr int64_t kChunkBig = 128;
+// Widest lane tile of all variants (NV * lanes): z scratch per set member.
+constexpr int64_t kMaxTileLanes = 32;
+
+typedef double v8d __attribute__((vector_size(64)));
+typedef double v4d __attribute__((vector_size(32)));
+typedef double v2d __attribute__((vector_size(16)));
+
+template <class V>
+constexpr int kLanes = static_cast<int>(sizeof(V) / sizeof(double));
+
+template <class V>
+GSNN_ALWAYS_INLINE V vload(const double* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+template <class V>
+GSNN_ALWAYS_INLINE void vstore(double* p, V v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+// Broadcast of a value. On x86 an opaque vbroadcastsd from the register: GCC 12
+// builds v8d{x, ..., x} with one masked broadcast per lane in these target
+// functions (v4d likewise), which costs more than the arithmetic it feeds.
+template <class V>
+GSNN_ALWAYS_INLINE V vbroadcast(double x);
+#if defined(__x86_64__)
+template <>
+GSNN_ALWAYS_INLINE v8d vbroadcast<v8d>(double x) {
+  v8d v;
+  __asm__("vbroadcastsd %1, %0" : "=v"(v) : "v"(x));
+  return v;
+}
+template <>
+GSNN_ALWAYS_INLINE v4d vbroadcast<v4d>(double x) {
+  v4d v;
+  __asm__("vbroadcastsd %1, %0" : "=x"(v) : "x"(x));
+  return v;
+}
+#else
+template <>
+GSNN_ALWAYS_INLINE v4d vbroadcast<v4d>(double x) {
+  return v4d{x, x, x, x};
+}
+#endif
+template <>
+GSNN_ALWAYS_INLINE v2d vbroadcast<v2d>(double x) {
+  return v2d{x, x};
+}
+
+// Broadcast of a value in memory. On x86 an opaque vbroadcastsd: left to itself,
+// GCC 12 builds the vector with one masked broadcast per lane (as noted in
+// pair_stats_cpu.cpp). The same value either way.
+template <class V>
+GSNN_ALWAYS_INLINE V vbroadcast_load(const double* p) {
+  return vbroadcast<V>(*p);
+}
+#if defined(__x86_64__)
+template <>
+GSNN_ALWAYS_INLINE v8d vbroadcast_load<v8d>(const double* p) {
+  v8d v;
+  __asm__("vbroadcastsd %1, %0" : "=v"(v) : "m"(*p));
+  return v;
+}
+template <>
+GSNN_ALWAYS_INLINE v4d vbroadcast_load<v4d>(const double* p) {
+  v4d v;
+  __asm__("vbroadcastsd %1, %0" : "=x"(v) : "m"(*p));
+  return v;
+}
+#endif
+
+// Lane-wise correctly rounded square root (vsqrtpd / sqrtpd: IEEE, the current
+// rounding mode = nearest). Inline asm so that these helpers need no target
+// attribute; they are only ever inlined into functions of the matching ISA.
+#if defined(__x86_64__)
+GSNN_ALWAYS_INLINE v8d vsqrt(v8d a) {
+  v8d r;
+  __asm__("vsqrtpd %1, %0" : "=v"(r) : "v"(a));
+  return r;
+}
+GSNN_ALWAYS_INLINE v4d vsqrt(v4d a) {
+  v4d r;
+  __asm__("vsqrtpd %1, %0" : "=x"(r) : "x"(a));
+  return r;
+}
+GSNN_ALWAYS_INLINE v2d vsqrt(v2d a) {
+  v2d r;
+  __asm__("sqrtpd %1, %0" : "=x"(r) : "x"(a));
+  return r;
+}
+#else
+template <class V>
+GSNN_ALWAYS_INLINE V vsqrt(V a) {
+  for (int l = 0; l < kLanes<V>; ++l) a[l] = sqrt_rn(a[l]);
+  return a;
+}
+#endif
+
+// The lane type of the header's templates on a GCC vector: each operator is the
+// IEEE operation lane by lane (the TU is built with -ffp-contract=off, so no
+// product is fused into an add).
+template <class V>
+struct VecLanes {
+  using T = V;
+  static constexpr int kWidth = kLanes<V>;
+  static GSNN_ALWAYS_INLINE T load(const double* p) { return vload<V>(p); }
+  static GSNN_ALWAYS_INLINE void store(double* p, T v) { vstore<V>(p, v); }
+  static GSNN_ALWAYS_INLINE T splat(double x) { return vbroadcast<V>(x); }
+  static GSNN_ALWAYS_INLINE T bcast(const double* p) { return vbroadcast_load<V>(p); }
+  static GSNN_ALWAYS_INLINE T add(T a, T b) { return a + b; }
+  static GSNN_ALWAYS_INLINE T sub(T a, T b) { return a - b; }
+  static GSNN_ALWAYS_INLINE T mul(T a, T b) { return a * b; }
+  static GSNN_ALWAYS_INLINE T div(T a, T b) { return a / b; }
+  static GSNN_ALWAYS_INLINE T sqrt(T a) { return vsqrt(a); }
+  // One compare and one blend each. The empty asm keeps GCC 12 from merging a
+  // chain of selects into one select on OR-ed masks, which it then scalarises
+  // lane by lane in the AVX-512 functions. The same values either way.
+  static GSNN_ALWAYS_INLINE T gt_sel(T a, T b, T x, T y) { return opaque(a > b ? x : y); }
+  static GSNN_ALWAYS_INLINE T lt_sel(T a, T b, T x, T y) { return opaque(a < b ? x : y); }
+  static GSNN_ALWAYS_INLINE T le_sel(T a, T b, T x, T y) { return opaque(a <= b ? x : y); }
+  static GSNN_ALWAYS_INLINE T ne_sel(T a, T b, T x, T y) { return opaque(a != b ? x : y); }
+  static GSNN_ALWAYS_INLINE T opaque(T r) {
+#if defined(__x86_64__)
+    __asm__("" : "+v"(r));
+#endif
+    return r;
+  }
+};
+
+// 64-byte aligned scratch of doubles (z: accessed through vload / vstore, i.e.
+// memcpy, like every vector access here).
+struct alignas(64) Line {
+  double d[8];
+};
+struct AlignedBuf {
+  std::unique_ptr<Line[]> mem;
+  double* get(int64_t n) {
+    if (!mem) mem.reset(new Line[static_cast<size_t>(std::max<int64_t>(1, (n + 7) / 8))]);
+    return mem[0].d;
+  }
+};
+
+// Inputs of one call.
+struct Ctx {
+  const double* corr;
+  const double* cxy;
+  const double* cxx;
+  const double* var_x;
+  const double* var_y;
+  double* out;
+  const int64_t* ptr;
+  const int64_t* idx;
+  int64_t P, N;
+  double ridge, tol;
+};
+
+// One system (p, j): its set, packed factor L, alpha and vy.
+struct System {
+  const int64_t* S;
+  int64_t s;
+  double* Lp;
+  double* alpha;
+  double vy;
+};
+
+// Scores of sources [i0, i1) of system (p, j) into res[0, i1 - i0); cxy_col[k] =
+// cov_xy[p, i0 + k, j]. z: scratch for s * kMaxTileLanes doubles, 64-byte aligned.
+// PARITY: every element by forward_subst + partial_corr_finish (the same
+// sequence for the vector lanes and the scalar tail), then NaN for i == j and
+// i in S (what partial_corr_source returns for them).
+template <class V, int MR, int NV>
+GSNN_ALWAYS_INLINE void score_sources(const Ctx& c, int64_t p, int64_t j, const System& sys,
+                                      int64_t i0, int64_t i1, const double* cxy_col, double* z,
+                                      double* res) {
+  using VL = VecLanes<V>;
+  constexpr int W = VL::kWidth;
+  static_assert(NV * W <= kMaxTileLanes, "z scratch too small for the tile");
+  const int64_t N = c.N;
+  const double* cxx_p = c.cxx + p * N * N;
+  const double* vx_p = c.var_x + p * N;
+  const double tol = c.tol;
+  int64_t i = i0;
+  for (; i + NV * W <= i1; i += NV * W) {
+    V zz[NV], ba[NV];
+    for (int v = 0; v < NV; ++v) zz[v] = ba[v] = VL::splat(0.0);
+    forward_subst<VL, MR, NV, true>(sys.Lp, sys.s, cxx_p + i, sys.S, N, sys.alpha, z, 1, zz, ba);
+    for (int v = 0; v < NV; ++v) {
+      const V r = partial_corr_finish<VL>(zz[v], ba[v], VL::load(vx_p + i + v * W),
+                                          VL::load(cxy_col + (i - i0) + v * W), sys.vy, tol);
+      vstore<V>(res + (i - i0) + v * W, r);
+    }
+  }
+  for (; i + W <= i1; i += W) {
+    V zz[1] = {VL::splat(0.0)}, ba[1] = {VL::splat(0.0)};
+    forward_subst<VL, MR, 1, true>(sys.Lp, sys.s, cxx_p + i, sys.S, N, sys.alpha, z, 1, zz, ba);
+    const V r = partial_corr_finish<VL>(zz[0], ba[0], VL::load(vx_p + i),
+                                        VL::load(cxy_col + (i - i0)), sys.vy, tol);
+    vstore<V>(res + (i - i0), r);
+  }
+  for (; i < i1; ++i) {
+    double zz = 0.0, ba = 0.0;
+    forward_subst<ScalarLanes, 1, 1, true>(sys.Lp, sys.s, cxx_p + i, sys.S, N, sys.alpha, z, 1, &zz,
+                                           &ba);
+    res[i - i0] = partial_corr_finish<ScalarLanes>(zz, ba, vx_p[i], cxy_col[i - i0], sys.vy, tol);
+  }
+  const double nan = nan_d();
+  if (j >= i0 && j < i1) res[j - i0] = nan;
+  for (const int64_t* q = std::lower_bound(sys.S, sys.S + sys.s, i0); q < sys.S + sys.s && *q < i1;
+       ++q)
+    res[*q - i0] = nan;
+}
+
+// Factor of a big set: panels of W rows r0 .. r0+W-1. Entries left of the panel
+// (columns c < r0) are the forward substitution L[r][c] = Z[c][r] of
+// B[c][r] = A[r][c] with the rows of L above the panel, vectorised across the
+// panel's rows; the panel's triangle (and its pivots) by cholesky_pivot /
+// cholesky_offdiag. PARITY: each entry is the sequence of cholesky_offdiag
+// (a_rc minus L[r][k] L[c][k], k ascending, then / L[c][c]; the products are
+// commutative), each pivot that of cholesky_pivot, and pivots are tested in
+// column order, so the outcome equals cholesky_packed's. g, z: s * W doubles.
+template <class V, int MR>
+GSNN_ALWAYS_INLINE bool factor_big(const double* cxx_p, int64_t N, const int64_t* S, int64_t s,
+                                   double ridge, double tol, double* Lp, double* g, double* z) {
+  using VL = VecLanes<V>;
+  constexpr int W = VL::kWidth;
+  static_assert(W <= 8, "g holds 8 doubles per set member");
+  for (int64_t r0 = 0; r0 < s; r0 += W) {
+    const int64_t w = std::min<int64_t>(W, s - r0);
+    if (r0 > 0) {
+      for (int64_t l = 0; l < W; ++l) {
+        const double* arow = cxx_p + S[r0 + std::min<int64_t>(l, w - 1)] * N;
+        for (int64_t k = 0; k < r0; ++k) g[k * W + l] = l < w ? arow[S[k]] : 0.0;
+      }
+      forward_subst<VL, MR, 1, false>(Lp, r0, g, nullptr, W, nullptr, z, 1, nullptr, nullptr);
+      for (int64_t l = 0; l < w; ++l) {
+        double* lr = Lp + tri(r0 + l);
+        for (int64_t k = 0; k < r0; ++k) lr[k] = z[k * W + l];
+      }
+    }
+    for (int64_t col = r0; col < r0 + w; ++col) {
+      if (!cholesky_pivot(Lp, cxx_p[S[col] * N + S[col]], ridge, tol, col)) return false;
+      for (int64_t r = col + 1; r < r0 + w; ++r)
+        cholesky_offdiag(Lp, cxx_p[S[r] * N + S[col]], r, col);
+    }
+  }
+  return true;
+}
+
+// Per-worker scratch.
+struct Scratch {
+  AlignedBuf zbuf, gbuf, blk;
+  std::vector<double> Lblk, ablk;
+  double* z = nullptr;  // smax * kMaxTileLanes
+  double* g = nullptr;  // s_big_max * 8
+  double* xy = nullptr;
+  double* res = nullptr;
+};
+
+enum : int { kCopy = 0, kNan = 1, kScore = 2, kSkip = 3 };
+
+// A small-system task: targets [j0, j0 + nb) of pair p (big sets skipped: their
+// columns are written by run_big_chunk). The sources go by chunks of rows; per
+// chunk, cov_xy[p][chunk, block] is gathered and out[p][chunk, block] written
+// row by row (nb contiguous doubles per row), the scores in between.
+template <class V, int MR, int NV>
+GSNN_ALWAYS_INLINE void run_block(const Ctx& c, int64_t p, int64_t j0, Scratch& sc) {
+  const int64_t N = c.N, NN = N * N;
+  const int64_t nb = std::min<int64_t>(kBlockTargets, N - j0);
+  const double* cxx_p = c.cxx + p * NN;
+  const double* cxy_p = c.cxy + p * NN;
+  const double* co_p = c.corr + p * NN;
+  double* o_p = c.out + p * NN;
+  int state[kBlockTargets];
+  System sys[kBlockTargets];
+  double* Lnext = sc.Lblk.data();
+  double* anext = sc.ablk.data();
+  bool any_score = false;
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t j = j0 + b;
+    const int64_t s = c.ptr[j + 1] - c.ptr[j];
+    const int64_t* S = c.idx + c.ptr[j];
+    if (s == 0) {
+      state[b] = kCopy;
+      continue;
+    }
+    if (s >= kBigSet) {
+      state[b] = kSkip;
+      continue;
+    }
+    double* Lp = Lnext;
+    double* alpha = anext;
+    Lnext += tri(s);
+    anext += s;
+    bool ok = cholesky_packed(cxx_p, N, S, s, c.ridge, c.tol, Lp);
+    double vy = 0.0;
+    if (ok) {
+      const double vyj = c.var_y[p * N + j];
+      vy = solve_alpha(Lp, cxy_p, N, S, s, j, vyj, alpha);
+      ok = residual_ok(vy, vyj, c.tol);
+    }
+    state[b] = ok ? kScore : kNan;
+    sys[b] = System{S, s, Lp, alpha, vy};
+    any_score = any_score || ok;
+  }
+  const double nan = nan_d();
+  double* xy = sc.xy;    // [nb][kChunkSmall]: cov_xy[p][i0 + k, j0 + b] at b * kChunkSmall + k
+  double* res = sc.res;  // the scores, same layout
+  for (int64_t i0 = 0; i0 < N; i0 += kChunkSmall) {
+    const int64_t i1 = std::min<int64_t>(N, i0 + kChunkSmall), n = i1 - i0;
+    if (any_score) {
+      for (int64_t k = 0; k < n; ++k) {
+        const double* row = cxy_p + (i0 + k) * N + j0;
+        for (int64_t b = 0; b < nb; ++b) xy[b * kChunkSmall + k] = row[b];
+      }
+      for (int64_t b = 0; b < nb; ++b) {
+        if (state[b] != kScore) continue;
+        score_sources<V, MR, NV>(c, p, j0 + b, sys[b], i0, i1, xy + b * kChunkSmall, sc.z,
+                                 res + b * kChunkSmall);
+      }
+    }
+    for (int64_t k = 0; k < n; ++k) {
+      double* orow = o_p + (i0 + k) * N + j0;
+      const double* crow = co_p + (i0 + k) * N + j0;
+      for (int64_t b = 0; b < nb; ++b) {
+        if (state[b] == kScore) {
+          orow[b] = res[b * kChunkSmall + k];
+        } else if (state[b] == kCopy) {
+          orow[b] = crow[b];  // the bits of corr
+        } else if (state[b] == kNan) {
+          orow[b] = nan;
+        }
+      }
+    }
+  }
+}
+
+// A chunk [i0, i1) of the sources of a big system (p, j) (sys null: it failed).
+template <class V, int MR, int NV>
+GSNN_ALWAYS_INLINE void run_big_chunk(const Ctx& c, int64_t p, int64_t j, const System* sys,
+                                      int64_t i0, int64_t i1, Scratch& sc) {
+  const int64_t N = c.N, NN = N * N;
+  double* oc = c.out + p * NN + i0 * N + j;
+  const int64_t n = i1 - i0;
+  if (!sys) {
+    const double nan = nan_d();
+    for (int64_t k = 0; k < n; ++k) oc[k * N] = nan;
+    return;
+  }
+  const double* xc = c.cxy + p * NN + i0 * N + j;
+  for (int64_t k = 0; k < n; ++k) sc.xy[k] = xc[k * N];
+  score_sources<V, MR, NV>(c, p, j, *sys, i0, i1, sc.xy, sc.z, sc.res);
+  for (int64_t k = 0; k < n; ++k) oc[k * N] = sc.res[k];
+}
+
+// One ISA variant of the three task kinds.
+struct Kernels {
+  void (*block)(const Ctx&, int64_t, int64_t, Scratch&);
+  void (*big_chunk)(const Ctx&, int64_t, int64_t, const System*, int64_t, int64_t, Scratch&);
+  bool (*factor)(const double*, int64_t, const int64_t*, int64_t, double, double, double*, double*,
+                 double*);
+  const char* name;
+};
+
+#if defined(__x86_64__) || defined(__i386__)
+#define GSNN_TARGET(isa) __attribute__((target(isa)))
+#define GSNN_HAVE_CLONES 1
+#else
+#define GSNN_TARGET(isa)
+#define GSNN_HAVE_CLONES 0
+#endif
+
+#define GSNN_PC_VARIANT(suffix, target, V, MR, NV, FMR)                                     \
+  target void block_##suffix(const Ctx& c, int64_t p, int64_t j0, Scratch& sc) {            \
+    run_block<V, MR, NV>(c, p, j0, sc);                                                     \
+  }                                                                                         \
+  target void big_chunk_##suffix(const Ctx& c, int64_t p, int64_t j, const System* sys,     \
+                                 int64_t i0, int64_t i1, Scratch& sc) {                     \
+    run_big_chunk<V, MR, NV>(c, p, j, sys, i0, i1, sc);                                     \
+  }                                                                                         \
+  target bool factor_##suffix(const double* cxx_p, int64_t N, const int64_t* S, int64_t s,  \
+                              double ridge, double tol, double* Lp, double* g, double* z) { \
+    return factor_big<V, FMR>(cxx_p, N, S, s, ridge, tol, Lp, g, z);                        \
+  }
+
+#if GSNN_HAVE_CLONES
+// AVX-512F: 4 rows x 4 zmm lane groups (16 accumulators of 32 registers).
+GSNN_PC_VARIANT(avx512, GSNN_TARGET("avx512f"), v8d, 4, 4, 8)
+// AVX2: 3 x 3 ymm (9 accumulators of 16 registers).
+GSNN_PC_VARIANT(avx2, GSNN_TARGET("avx2"), v4d, 3, 3, 8)
+#endif
+// Baseline (SSE2 on x86-64, 128-bit NEON on aarch64): 3 x 3 two-lane groups.
+GSNN_PC_VARIANT(base, , v2d, 3, 3, 8)
+
+Kernels pick_kernels() {
+  const char* env = std::getenv("GSNN_FAST_PARTIAL_CORR_ISA");
+  const std::string cap = env ? env : "";
+  TORCH_CHECK(cap.empty() || cap == "avx512f" || cap == "avx2" || cap == "baseline",
+              "GSNN_FAST_PARTIAL_CORR_ISA must be avx512f, avx2 or baseline, got '", cap, "'");
+#if GSNN_HAVE_CLONES
+  __builtin_cpu_init();
+  if (cap != "avx2" && cap != "baseline" && __builtin_cpu_supports("avx512f"))
+    return {&block_avx512, &big_chunk_avx512, &factor_avx512, "avx512f"};
+  if (cap != "baseline" && __builtin_cpu_supports("avx2"))
+    return {&block_avx2, &big_chunk_avx2, &factor_avx2, "avx2"};
+#endif
+  return {&block_base, &big_chunk_base, &factor_base, "baseline"};
+}
+
+// Runs task(t, scratch) for t in [0, n) on the intra-op threads; each worker
+// takes the next task from a shared counter. make() builds a worker's scratch.
+template <class Make, class Task>
+void run_tasks(int64_t n, const Make& make, const Task& task) {
+  if (n <= 0) return;
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n));
+  at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
+    if (begin >= end) return;
+    Scratch sc = make();
+    for (int64_t t = next.fetch_add(1); t < n; t = next.fetch_add(1)) task(t, sc);
+  });
+}
+
+}  // namespace
 
 at::Tensor partial_corr_cpu(const at::Tensor& corr_in, const at::Tensor& cov_xy_in,
                             const at::Tensor& cov_xx_in, const at::Tensor& var_x_in,
@@ -28,45 +506,104 @@ at::Tensor partial_corr_cpu(const at::Tensor& corr_in, const at::Tensor& cov_xy_
   const int64_t smax = check_partial_corr_csr(pp, N, ix, idx.size(0));
   at::Tensor out = at::empty({P, N, N}, corr.options());
   if (P == 0 || N == 0) return out;
-  const double* co = corr.data_ptr<double>();
-  const double* cxy = cov_xy.data_ptr<double>();
-  const double* cxx = cov_xx.data_ptr<double>();
-  const double* vxp = var_x.data_ptr<double>();
-  const double* vyp = var_y.data_ptr<double>();
-  double* o = out.data_ptr<double>();
+  const Ctx c{corr.data_ptr<double>(),
+              cov_xy.data_ptr<double>(),
+              cov_xx.data_ptr<double>(),
+              var_x.data_ptr<double>(),
+              var_y.data_ptr<double>(),
+              out.data_ptr<double>(),
+              pp,
+              ix,
+              P,
+              N,
+              ridge,
+              tol};
+  const Kernels k = pick_kernels();
   const int64_t NN = N * N;
-  const double nan = nan_d();
 
-  // PARITY: one system per iteration, the same functions as one CUDA block.
-  at::parallel_for(0, P * N, 1, [&](int64_t begin, int64_t end) {
-    std::vector<double> Lp(static_cast<size_t>(tri(smax)) + 1), alpha(smax + 1), z(smax + 1);
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t p = t / N, j = t % N;
-      const int64_t s = pp[j + 1] - pp[j];
-      const int64_t* S = ix + pp[j];
-      double* oc = o + p * NN + j;  // column j, stride N
-      if (s == 0) {
-        for (int64_t i = 0; i < N; ++i) oc[i * N] = co[p * NN + i * N + j];
-        continue;
-      }
-      const double* cxx_p = cxx + p * NN;
-      const double* cxy_p = cxy + p * NN;
-      bool ok = cholesky_packed(cxx_p, N, S, s, ridge, tol, Lp.data());
-      double vy = 0.0;
-      if (ok) {
-        vy = solve_alpha(Lp.data(), cxy_p, N, S, s, j, vyp[t], alpha.data());
-        ok = residual_ok(vy, vyp[t], tol);
-      }
-      if (!ok) {
-        for (int64_t i = 0; i < N; ++i) oc[i * N] = nan;
-        continue;
-      }
-      for (int64_t i = 0; i < N; ++i) {
-        oc[i * N] = partial_corr_source(Lp.data(), alpha.data(), S, s, cxx_p, cxy_p, N, i, j,
-                                        vxp[p * N + i], vy, tol, z.data(), 1);
-      }
+  // The big systems (p, j), |S_j| >= kBigSet, in (p, j) order.
+  std::vector<int64_t> big_j;
+  int64_t s_big_max = 0;
+  for (int64_t j = 0; j < N; ++j) {
+    const int64_t s = pp[j + 1] - pp[j];
+    if (s >= kBigSet) {
+      big_j.push_back(j);
+      s_big_max = std::max(s_big_max, s);
     }
-  });
+  }
+  const int64_t n_bj = static_cast<int64_t>(big_j.size());
+  const int64_t n_big = P * n_bj;
+  const int64_t blocks_per_pair = (N + kBlockTargets - 1) / kBlockTargets;
+  const int64_t n_blocks = P * blocks_per_pair;
+  const int64_t n_chunks = (N + kChunkBig - 1) / kChunkBig;  // per big system
+
+  auto make_scratch = [&]() {
+    Scratch sc;
+    sc.z = sc.zbuf.get(std::max<int64_t>(1, smax) * kMaxTileLanes);
+    sc.g = sc.gbuf.get(std::max<int64_t>(1, s_big_max) * 8);
+    const int64_t nbuf = std::max(kBlockTargets * kChunkSmall, kChunkBig);
+    sc.xy = sc.blk.get(2 * nbuf);
+    sc.res = sc.xy + nbuf;
+    sc.Lblk.resize(static_cast<size_t>(kBlockTargets * tri(kBigSet)));
+    sc.ablk.resize(static_cast<size_t>(kBlockTargets * kBigSet));
+    return sc;
+  };
+
+  // The big systems go in waves whose factors (tri(s) + s doubles each) fit in
+  // max(N^2 / 8, the largest one) doubles. Phase 1 factorises a wave (the first
+  // one together with all the small-system blocks), phase 2 scores its sources.
+  const int64_t budget = std::max<int64_t>(NN / 8, tri(s_big_max) + s_big_max);
+  std::unique_ptr<double[]> fac;
+  int64_t fac_size = 0;
+  std::vector<System> wave;
+  std::vector<char> wave_ok;
+  for (int64_t b0 = 0; b0 == 0 || b0 < n_big;) {
+    int64_t b1 = b0, need = 0;
+    while (b1 < n_big) {
+      const int64_t j = big_j[b1 % n_bj];
+      const int64_t sz = tri(pp[j + 1] - pp[j]) + (pp[j + 1] - pp[j]);
+      if (b1 > b0 && need + sz > budget) break;
+      need += sz;
+      ++b1;
+    }
+    if (need > fac_size) {
+      fac.reset(new double[static_cast<size_t>(need)]);
+      fac_size = need;
+    }
+    const int64_t nw = b1 - b0;
+    wave.assign(static_cast<size_t>(nw), System{});
+    wave_ok.assign(static_cast<size_t>(nw), 0);
+    for (int64_t w = 0, off = 0; w < nw; ++w) {
+      const int64_t j = big_j[(b0 + w) % n_bj];
+      const int64_t s = pp[j + 1] - pp[j];
+      wave[w] = System{ix + pp[j], s, fac.get() + off, fac.get() + off + tri(s), 0.0};
+      off += tri(s) + s;
+    }
+    const int64_t n1 = nw + (b0 == 0 ? n_blocks : 0);
+    run_tasks(n1, make_scratch, [&](int64_t t, Scratch& sc) {
+      if (t >= nw) {  // a block of small systems
+        const int64_t q = t - nw;
+        k.block(c, q / blocks_per_pair, (q % blocks_per_pair) * kBlockTargets, sc);
+        return;
+      }
+      const int64_t b = b0 + t, p = b / n_bj, j = big_j[b % n_bj];
+      System& sys = wave[t];
+      bool ok = k.factor(c.cxx + p * NN, N, sys.S, sys.s, ridge, tol, sys.Lp, sc.g, sc.z);
+      if (ok) {
+        const double vyj = c.var_y[p * N + j];
+        sys.vy = solve_alpha(sys.Lp, c.cxy + p * NN, N, sys.S, sys.s, j, vyj, sys.alpha);
+        ok = residual_ok(sys.vy, vyj, tol);
+      }
+      wave_ok[t] = ok ? 1 : 0;
+    });
+    run_tasks(nw * n_chunks, make_scratch, [&](int64_t t, Scratch& sc) {
+      const int64_t w = t / n_chunks, i0 = (t % n_chunks) * kChunkBig;
+      const int64_t b = b0 + w, p = b / n_bj, j = big_j[b % n_bj];
+      k.big_chunk(c, p, j, wave_ok[w] ? &wave[w] : nullptr, i0, std::min(N, i0 + kChunkBig), sc);
+    });
+    b0 = b1;
+    if (n_big == 0) break;
+  }
   return out;
 }
 

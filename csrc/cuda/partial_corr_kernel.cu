@@ -6,10 +6,13 @@
 // largest set smax): the packed Cholesky factor L, alpha and the set S.
 //   1. threads copy S_j into shared memory;
 //   2. Cholesky column by column: thread 0 computes the pivot, then the threads
-//      share the rows below it (every entry by cholesky_offdiag, as on the CPU);
+//      share the rows below it (every entry by cholesky_offdiag: the sequence
+//      the CPU's factors follow too);
 //   3. thread 0 solves for alpha and vy (solve_alpha);
-//   4. the threads share the sources i (partial_corr_source); each thread's
-//      z vector lives in global scratch, interleaved with stride blockDim.x.
+//   4. the threads share the sources i (partial_corr_source: the header's lane
+//      templates on one source, the sequence every CPU SIMD lane follows too);
+//      each thread's z vector lives in global scratch, interleaved with stride
+//      blockDim.x.
 #include <cuda_runtime.h>
 
 #include "launchers.h"

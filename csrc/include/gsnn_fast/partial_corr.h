@@ -32,9 +32,15 @@
 // Order (PARITY): every dot product and every substitution sum starts from its
 // first term (dots: from 0.0) and walks the index in ascending order, one rounding
 // per operation (sub_rn(sum, mul_rn(l, z)): no fma). Each entry of L is produced by
-// the same function on both backends, in any order that respects its
-// dependencies (the CPU runs the columns sequentially, CUDA runs the rows of a
-// column in parallel); the result does not depend on that order. Every NaN the
+// the same sequence on both backends, in any order that respects its
+// dependencies (CUDA runs the rows of a column in parallel; the CPU runs small
+// factors column by column and big ones by panels of rows, whose entries left of
+// the panel are the same sequence vectorised across the rows, see
+// partial_corr_cpu.cpp); the result does not depend on that order. The per-source
+// math (forward_subst, partial_corr_finish) is written once, as templates on a
+// lane type: CUDA threads run it on one source (ScalarLanes, through
+// partial_corr_source), the CPU on several sources side by side (GCC vectors, one
+// source per lane), each lane with exactly one source's sequence. Every NaN the
 // op writes is the canonical quiet NaN (nan_d()), so CPU and CUDA bits agree even
 // where the hardware would produce different NaN payloads.
 //
@@ -137,8 +143,152 @@ GSNN_HD bool residual_ok(double v, double base, double tol) {
   return is_finite_d(v) && !(v <= mul_rn(tol, base));
 }
 
-// out[p, i, j] of a system whose factorisation and vy passed. z is per-source
-// scratch of s doubles at stride zstride.
+// ---------------------------------------------------------------------------
+// Per-source math, written once as templates on a lane type V.
+//
+// V::T holds the values of one source (ScalarLanes: double; CUDA threads and the
+// CPU's tails) or of V::kWidth consecutive sources side by side (the CPU's GCC
+// vector types, csrc/cpu/partial_corr_cpu.cpp). Every V:: arithmetic function is
+// ONE correctly rounded IEEE binary64 operation applied to each lane on its own
+// (add, sub, mul, div, sqrt; no fma), and the comparisons / select only move
+// bits, so a lane computes exactly what ScalarLanes computes for that source.
+// ---------------------------------------------------------------------------
+
+#if defined(__CUDACC__)
+#define GSNN_PC_INLINE __host__ __device__ __forceinline__
+#define GSNN_PC_UNROLL
+#else
+// Always inlined on the host, so that the CPU's ISA-specific callers (target
+// attributes) get the lane code compiled for their ISA; the constant-trip loops
+// over a register tile are unrolled so that its accumulators stay in registers.
+#define GSNN_PC_INLINE inline __attribute__((always_inline))
+#define GSNN_PC_UNROLL _Pragma("GCC unroll 16")
+#endif
+
+struct ScalarLanes {
+  using T = double;
+  static constexpr int kWidth = 1;
+  static GSNN_HD T load(const double* p) { return *p; }
+  static GSNN_HD void store(double* p, T v) { *p = v; }
+  static GSNN_HD T splat(double x) { return x; }
+  static GSNN_HD T bcast(const double* p) { return *p; }
+  static GSNN_HD T add(T a, T b) { return add_rn(a, b); }
+  static GSNN_HD T sub(T a, T b) { return sub_rn(a, b); }
+  static GSNN_HD T mul(T a, T b) { return mul_rn(a, b); }
+  static GSNN_HD T div(T a, T b) { return div_rn(a, b); }
+  static GSNN_HD T sqrt(T a) { return sqrt_rn(a); }
+  // (a OP b) ? x : y, lane by lane (IEEE comparisons: false when a or b is NaN,
+  // except !=).
+  static GSNN_HD T gt_sel(T a, T b, T x, T y) { return a > b ? x : y; }
+  static GSNN_HD T lt_sel(T a, T b, T x, T y) { return a < b ? x : y; }
+  static GSNN_HD T le_sel(T a, T b, T x, T y) { return a <= b ? x : y; }
+  static GSNN_HD T ne_sel(T a, T b, T x, T y) { return a != b ? x : y; }
+};
+
+// MR rows a0 .. a0+MR-1 of the forward substitution Z = L^-1 B for NV lane
+// groups of right-hand sides (the rows of Z before a0 are done):
+//   Z[a] = (B[a] - sum_{k<a} L[a][k] Z[k]) / L[a][a],
+// B[a], lane group v: V::load(b + row(a) * ldb + v * kWidth), row(a) = rows[a]
+// (or a when rows is null); Z[a], lane group v: kWidth doubles at
+// z + (a * NV + v) * zstride * kWidth.
+// kDots: also the running dots zz += Z[a] Z[a] and balpha += B[a] alpha[a].
+// PARITY: per lane, every Z[a] starts from B[a] and subtracts the products
+// L[a][k] Z[k] (rounded, then subtracted) for k ascending, then divides; the dots
+// take a ascending -- the sequence of one source solved on its own (MR = NV = 1).
+// Blocking rows (MR) and sources (NV) only changes which lanes and rows run side
+// by side, never the sequence inside a lane.
+template <class V, int MR, int NV, bool kDots>
+GSNN_PC_INLINE void forward_subst_rows(const double* Lp, int64_t a0, const double* b,
+                                       const int64_t* rows, int64_t ldb, const double* alpha,
+                                       double* z, int64_t zstride, typename V::T* zz,
+                                       typename V::T* balpha) {
+  using T = typename V::T;
+  constexpr int W = V::kWidth;
+  const int64_t zs = zstride * W;  // doubles between lane groups of z
+  T acc[MR][NV];
+  const double* lrow[MR];
+  GSNN_PC_UNROLL
+  for (int m = 0; m < MR; ++m) {
+    const int64_t a = a0 + m;
+    lrow[m] = Lp + tri(a);
+    const double* bp = b + (rows ? rows[a] : a) * ldb;
+    GSNN_PC_UNROLL
+    for (int v = 0; v < NV; ++v) acc[m][v] = V::load(bp + v * W);
+  }
+  // PARITY: k ascending over the rows solved before this block ...
+  for (int64_t k = 0; k < a0; ++k) {
+    T zk[NV];
+    GSNN_PC_UNROLL
+    for (int v = 0; v < NV; ++v) zk[v] = V::load(z + (k * NV + v) * zs);
+    GSNN_PC_UNROLL
+    for (int m = 0; m < MR; ++m) {
+      const T l = V::bcast(lrow[m] + k);
+      GSNN_PC_UNROLL
+      for (int v = 0; v < NV; ++v) acc[m][v] = V::sub(acc[m][v], V::mul(l, zk[v]));
+    }
+  }
+  // ... then, row by row, k ascending over the rows of this block before it.
+  GSNN_PC_UNROLL
+  for (int m = 0; m < MR; ++m) {
+    const int64_t a = a0 + m;
+    GSNN_PC_UNROLL
+    for (int64_t k = a0; k < a; ++k) {
+      const T l = V::bcast(lrow[m] + k);
+      GSNN_PC_UNROLL
+      for (int v = 0; v < NV; ++v)
+        acc[m][v] = V::sub(acc[m][v], V::mul(l, V::load(z + (k * NV + v) * zs)));
+    }
+    const T d = V::bcast(lrow[m] + a);
+    const double* bp = b + (rows ? rows[a] : a) * ldb;
+    GSNN_PC_UNROLL
+    for (int v = 0; v < NV; ++v) {
+      const T za = V::div(acc[m][v], d);
+      V::store(z + (a * NV + v) * zs, za);
+      if (kDots) {
+        zz[v] = V::add(zz[v], V::mul(za, za));
+        balpha[v] = V::add(balpha[v], V::mul(V::load(bp + v * W), V::bcast(alpha + a)));
+      }
+    }
+  }
+}
+
+// Rows [0, s) of Z = L^-1 B (see forward_subst_rows), MR rows at a time, the
+// last s % MR one by one. With kDots, zz[v] and balpha[v] must start at 0.0.
+template <class V, int MR, int NV, bool kDots>
+GSNN_PC_INLINE void forward_subst(const double* Lp, int64_t s, const double* b, const int64_t* rows,
+                                  int64_t ldb, const double* alpha, double* z, int64_t zstride,
+                                  typename V::T* zz, typename V::T* balpha) {
+  int64_t a0 = 0;
+  for (; a0 + MR <= s; a0 += MR)
+    forward_subst_rows<V, MR, NV, kDots>(Lp, a0, b, rows, ldb, alpha, z, zstride, zz, balpha);
+  for (; a0 < s; ++a0)
+    forward_subst_rows<V, 1, NV, kDots>(Lp, a0, b, rows, ldb, alpha, z, zstride, zz, balpha);
+}
+
+// The score of a source from its dots: vx = var_x - zz, num = cxy - balpha,
+// r = num / sqrt(vx * vy) clipped to [-1, 1]; nan_d() unless vx is finite and
+// vx > tol * var_x (residual_ok) and r is a number. PARITY: the rounded
+// operations are exactly those listed (in that order); the NaN and range tests
+// only select.
+template <class V>
+GSNN_PC_INLINE typename V::T partial_corr_finish(typename V::T zz, typename V::T balpha,
+                                                 typename V::T var_x, typename V::T cxy, double vy,
+                                                 double tol) {
+  using T = typename V::T;
+  const T vx = V::sub(var_x, zz);
+  const T num = V::sub(cxy, balpha);
+  T r = V::div(num, V::sqrt(V::mul(vx, V::splat(vy))));
+  const T one = V::splat(1.0), minus_one = V::splat(-1.0), nan = V::splat(nan_d());
+  r = V::gt_sel(r, one, one, r);
+  r = V::lt_sel(r, minus_one, minus_one, r);
+  r = V::ne_sel(r, r, nan, r);
+  r = V::le_sel(vx, V::mul(V::splat(tol), var_x), nan, r);
+  // vx - vx is 0 for finite vx and NaN otherwise (is_finite_d).
+  return V::ne_sel(V::sub(vx, vx), V::splat(0.0), nan, r);
+}
+
+// out[p, i, j] of a system whose factorisation and vy passed (one source; the
+// CUDA threads call this). z is per-source scratch of s doubles at stride zstride.
 GSNN_HD double partial_corr_source(const double* Lp, const double* alpha, const int64_t* S,
                                    int64_t s, const double* cov_xx_p, const double* cov_xy_p,
                                    int64_t N, int64_t i, int64_t j, double var_x_i, double vy,
@@ -146,26 +296,10 @@ GSNN_HD double partial_corr_source(const double* Lp, const double* alpha, const 
   if (i == j || in_sorted(S, s, i)) return nan_d();
   double zz = 0.0;
   double balpha = 0.0;
-  // PARITY: a ascending; z[a] by forward substitution (k ascending), then the
-  // running dots z.z and b.alpha.
-  for (int64_t a = 0; a < s; ++a) {
-    const double* la = Lp + tri(a);
-    const double b = cov_xx_p[S[a] * N + i];
-    double v = b;
-    for (int64_t k = 0; k < a; ++k) v = sub_rn(v, mul_rn(la[k], z[k * zstride]));
-    const double za = div_rn(v, la[a]);
-    z[a * zstride] = za;
-    zz = add_rn(zz, mul_rn(za, za));
-    balpha = add_rn(balpha, mul_rn(b, alpha[a]));
-  }
-  const double vx = sub_rn(var_x_i, zz);
-  if (!residual_ok(vx, var_x_i, tol)) return nan_d();
-  const double num = sub_rn(cov_xy_p[i * N + j], balpha);
-  double r = div_rn(num, sqrt_rn(mul_rn(vx, vy)));
-  if (is_nan_d(r)) return nan_d();
-  if (r > 1.0) r = 1.0;
-  if (r < -1.0) r = -1.0;
-  return r;
+  // PARITY: b[a] = cov_xx_p[S[a] * N + i]; the sequence of forward_subst_rows.
+  forward_subst<ScalarLanes, 1, 1, true>(Lp, s, cov_xx_p + i, S, N, alpha, z, zstride, &zz,
+                                         &balpha);
+  return partial_corr_finish<ScalarLanes>(zz, balpha, var_x_i, cov_xy_p[i * N + j], vy, tol);
 }
 
 }  // namespace gsnn_fast
