@@ -126,3 +126,27 @@ def test_p_and_q_values_against_scipy():
     np.testing.assert_allclose(p, want, rtol=1e-12, atol=1e-300)
     q = ranking.bh_qvalues(p)
     np.testing.assert_allclose(q, scipy.stats.false_discovery_control(p), rtol=1e-12)
+
+
+@pytest.mark.parametrize("monotone", [True, False])
+def test_pair_frame_q_values_equal_bh_over_candidates_bit_for_bit(monotone):
+    """The frame's q-values are BH over all non-self rows, whether they come from the
+    score order (p monotone in the score, one df) or from a separate sort of p."""
+    from gsnn_fast.inference.ranking import bh_qvalues, fisher_p_values, pair_frame
+
+    rng = np.random.default_rng(7)
+    n = 60
+    score = np.round(rng.uniform(-1, 1, (n, n)), 2)  # many ties
+    score[rng.random((n, n)) < 0.1] = np.nan
+    df = 50.0 if monotone else rng.integers(3, 60, (1, n)).astype(float)
+    p = fisher_p_values(score, df)
+    names = [f"n{i}" for i in range(n)]
+    res = pair_frame(names, {"corr": score}, p, "corr")
+    off = ~np.eye(n, dtype=bool)
+    q_ref = np.full((n, n), np.nan)
+    q_ref[off] = bh_qvalues(p[off])
+    got = res["q_value"].to_numpy()
+    want = q_ref[res["src_idx"].to_numpy(), res["dst_idx"].to_numpy()]
+    assert np.array_equal(got.view(np.int64), want.view(np.int64))
+    assert isinstance(res["src_func"].dtype, pd.CategoricalDtype)
+    assert list(res["src_func"].iloc[:3]) == [names[i] for i in res["src_idx"].iloc[:3]]
