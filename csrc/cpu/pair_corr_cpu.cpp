@@ -32,21 +32,13 @@
 #include <sys/mman.h>
 #endif
 
-// The lane helpers pass vectors by value; they are internal and always inlined
-// into the target-specific functions (see pair_stats_cpu.cpp).
-#pragma GCC diagnostic ignored "-Wpsabi"
-
 #include "../checks.h"
+#include "simd.h"
 #include "gsnn_fast/pair_corr.h"
-
-#define GSNN_ALWAYS_INLINE inline __attribute__((always_inline))
 
 namespace gsnn_fast {
 namespace {
 
-typedef double v8d __attribute__((vector_size(64)));
-typedef double v4d __attribute__((vector_size(32)));
-typedef double v2d __attribute__((vector_size(16)));
 typedef int64_t v8l __attribute__((vector_size(64)));
 typedef int64_t v4l __attribute__((vector_size(32)));
 typedef int64_t v2l __attribute__((vector_size(16)));
@@ -65,9 +57,6 @@ template <>
 struct IntVec<v2d> {
   using type = v2l;
 };
-
-template <class V>
-constexpr int kLanes = static_cast<int>(sizeof(V) / sizeof(double));
 
 // Broadcast of a value. On x86 an opaque vbroadcastsd from the register (GCC 12
 // otherwise builds v8d{x, ..., x} with one masked broadcast per lane in target
@@ -97,33 +86,6 @@ template <>
 GSNN_ALWAYS_INLINE v2d vbroadcast<v2d>(double x) {
   return v2d{x, x};
 }
-
-// Lane-wise correctly rounded square root (vsqrtpd / sqrtpd: IEEE, rounding to
-// nearest). Inline asm so that these helpers need no target attribute; they are
-// only ever inlined into functions of the matching ISA.
-#if defined(__x86_64__)
-GSNN_ALWAYS_INLINE v8d vsqrt(v8d a) {
-  v8d r;
-  __asm__("vsqrtpd %1, %0" : "=v"(r) : "v"(a));
-  return r;
-}
-GSNN_ALWAYS_INLINE v4d vsqrt(v4d a) {
-  v4d r;
-  __asm__("vsqrtpd %1, %0" : "=x"(r) : "x"(a));
-  return r;
-}
-GSNN_ALWAYS_INLINE v2d vsqrt(v2d a) {
-  v2d r;
-  __asm__("sqrtpd %1, %0" : "=x"(r) : "x"(a));
-  return r;
-}
-#else
-template <class V>
-GSNN_ALWAYS_INLINE V vsqrt(V a) {
-  for (int l = 0; l < kLanes<V>; ++l) a[l] = sqrt_rn(a[l]);
-  return a;
-}
-#endif
 
 // The lane type of pair_corr_lanes on a GCC vector: each arithmetic operator is
 // the IEEE operation lane by lane (the TU is built with -ffp-contract=off, so no
@@ -209,14 +171,6 @@ GSNN_ALWAYS_INLINE void rows(const Ctx& c, int64_t i0, int64_t i1) {
     }
   }
 }
-
-#if defined(__x86_64__) || defined(__i386__)
-#define GSNN_TARGET(isa) __attribute__((target(isa)))
-#define GSNN_HAVE_CLONES 1
-#else
-#define GSNN_TARGET(isa)
-#define GSNN_HAVE_CLONES 0
-#endif
 
 #if GSNN_HAVE_CLONES
 GSNN_TARGET("avx512f") void rows_avx512(const Ctx& c, int64_t i0, int64_t i1) {

@@ -30,38 +30,12 @@
 #include <cstring>
 #include <string>
 
-// The vector helpers (and pair_step / pair_flush instantiated on GCC vectors)
-// pass vectors by value; they are internal and always inlined into the
-// target-specific functions, so GCC's notes about the x86 ABI of 256/512-bit
-// vector arguments do not apply.
-#pragma GCC diagnostic ignored "-Wpsabi"
-
 #include "../checks.h"
+#include "simd.h"
 #include "gsnn_fast/pair_stats.h"
-
-#define GSNN_ALWAYS_INLINE inline __attribute__((always_inline))
 
 namespace gsnn_fast {
 namespace {
-
-typedef double v8d __attribute__((vector_size(64)));
-typedef double v4d __attribute__((vector_size(32)));
-typedef double v2d __attribute__((vector_size(16)));
-
-template <class V>
-constexpr int kLanes = static_cast<int>(sizeof(V) / sizeof(double));
-
-template <class V>
-GSNN_ALWAYS_INLINE V vload(const double* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(V));
-  return v;
-}
-
-template <class V>
-GSNN_ALWAYS_INLINE void vstore(double* p, V v) {
-  std::memcpy(p, &v, sizeof(V));
-}
 
 // Broadcast of a value in memory. On x86 an opaque vbroadcastsd keeps the MR
 // broadcasts of a micro-tile as load-port operations (left to itself, GCC merges
@@ -250,14 +224,6 @@ struct TileKernel {
   void (*xx)(const double*, const double*, int64_t, int64_t, int64_t, double*);
   const char* name;
 };
-
-#if defined(__x86_64__) || defined(__i386__)
-#define GSNN_TARGET(isa) __attribute__((target(isa)))
-#define GSNN_HAVE_CLONES 1
-#else
-#define GSNN_TARGET(isa)
-#define GSNN_HAVE_CLONES 0
-#endif
 
 #if GSNN_HAVE_CLONES
 // AVX-512F: 8 x 3 zmm accumulators (24 of 32 registers), 8 x 24 tiles.

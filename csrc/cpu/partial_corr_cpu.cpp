@@ -45,14 +45,9 @@
 #include <string>
 #include <vector>
 
-// The lane helpers pass vectors by value; they are internal and always inlined
-// into the target-specific functions (see pair_stats_cpu.cpp).
-#pragma GCC diagnostic ignored "-Wpsabi"
-
 #include "../checks.h"
+#include "simd.h"
 #include "gsnn_fast/partial_corr.h"
-
-#define GSNN_ALWAYS_INLINE inline __attribute__((always_inline))
 
 namespace gsnn_fast {
 namespace {
@@ -67,25 +62,6 @@ constexpr int64_t kChunkSmall = 128;
 constexpr int64_t kChunkBig = 128;
 // Widest lane tile of all variants (NV * lanes): z scratch per set member.
 constexpr int64_t kMaxTileLanes = 32;
-
-typedef double v8d __attribute__((vector_size(64)));
-typedef double v4d __attribute__((vector_size(32)));
-typedef double v2d __attribute__((vector_size(16)));
-
-template <class V>
-constexpr int kLanes = static_cast<int>(sizeof(V) / sizeof(double));
-
-template <class V>
-GSNN_ALWAYS_INLINE V vload(const double* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(V));
-  return v;
-}
-
-template <class V>
-GSNN_ALWAYS_INLINE void vstore(double* p, V v) {
-  std::memcpy(p, &v, sizeof(V));
-}
 
 // Broadcast of a value. On x86 an opaque vbroadcastsd from the register: GCC 12
 // builds v8d{x, ..., x} with one masked broadcast per lane in these target
@@ -135,33 +111,6 @@ GSNN_ALWAYS_INLINE v4d vbroadcast_load<v4d>(const double* p) {
   v4d v;
   __asm__("vbroadcastsd %1, %0" : "=x"(v) : "m"(*p));
   return v;
-}
-#endif
-
-// Lane-wise correctly rounded square root (vsqrtpd / sqrtpd: IEEE, the current
-// rounding mode = nearest). Inline asm so that these helpers need no target
-// attribute; they are only ever inlined into functions of the matching ISA.
-#if defined(__x86_64__)
-GSNN_ALWAYS_INLINE v8d vsqrt(v8d a) {
-  v8d r;
-  __asm__("vsqrtpd %1, %0" : "=v"(r) : "v"(a));
-  return r;
-}
-GSNN_ALWAYS_INLINE v4d vsqrt(v4d a) {
-  v4d r;
-  __asm__("vsqrtpd %1, %0" : "=x"(r) : "x"(a));
-  return r;
-}
-GSNN_ALWAYS_INLINE v2d vsqrt(v2d a) {
-  v2d r;
-  __asm__("sqrtpd %1, %0" : "=x"(r) : "x"(a));
-  return r;
-}
-#else
-template <class V>
-GSNN_ALWAYS_INLINE V vsqrt(V a) {
-  for (int l = 0; l < kLanes<V>; ++l) a[l] = sqrt_rn(a[l]);
-  return a;
 }
 #endif
 
@@ -429,14 +378,6 @@ struct Kernels {
                  double*);
   const char* name;
 };
-
-#if defined(__x86_64__) || defined(__i386__)
-#define GSNN_TARGET(isa) __attribute__((target(isa)))
-#define GSNN_HAVE_CLONES 1
-#else
-#define GSNN_TARGET(isa)
-#define GSNN_HAVE_CLONES 0
-#endif
 
 #define GSNN_PC_VARIANT(suffix, target, V, MR, NV, FMR)                                     \
   target void block_##suffix(const Ctx& c, int64_t p, int64_t j0, Scratch& sc) {            \
