@@ -225,23 +225,24 @@ inline void check_partial_corr(const at::Tensor& corr, const at::Tensor& cov_xy,
 // Checks the conditioning-set CSR on the host (contiguous int64 pointers) and
 // returns the largest set size. S_j = idx[ptr[j]:ptr[j+1]] must be strictly
 // increasing, in [0, N) and must not contain j.
-inline int64_t check_partial_corr_csr(const int64_t* p, int64_t N, const int64_t* ix, int64_t nnz) {
-  TORCH_CHECK(p[0] == 0, "partial_corr: ptr[0] must be 0, got ", p[0]);
+inline int64_t check_partial_corr_csr(const int64_t* p, int64_t N, const int64_t* ix, int64_t nnz,
+                                      const char* op = "partial_corr") {
+  TORCH_CHECK(p[0] == 0, op, ": ptr[0] must be 0, got ", p[0]);
   int64_t smax = 0;
   for (int64_t j = 0; j < N; ++j) {
-    TORCH_CHECK(p[j] <= p[j + 1], "partial_corr: ptr must be non-decreasing (ptr[", j, "] = ", p[j],
+    TORCH_CHECK(p[j] <= p[j + 1], op, ": ptr must be non-decreasing (ptr[", j, "] = ", p[j],
                 " > ptr[", j + 1, "] = ", p[j + 1], ")");
     smax = std::max(smax, p[j + 1] - p[j]);
   }
-  TORCH_CHECK(p[N] == nnz, "partial_corr: ptr[N] = ", p[N], " must equal the length of idx (", nnz,
+  TORCH_CHECK(p[N] == nnz, op, ": ptr[N] = ", p[N], " must equal the length of idx (", nnz,
               ")");
   for (int64_t j = 0; j < N; ++j) {
     for (int64_t e = p[j]; e < p[j + 1]; ++e) {
-      TORCH_CHECK(ix[e] >= 0 && ix[e] < N, "partial_corr: idx[", e, "] = ", ix[e],
+      TORCH_CHECK(ix[e] >= 0 && ix[e] < N, op, ": idx[", e, "] = ", ix[e],
                   " is out of range [0, ", N, ")");
-      TORCH_CHECK(ix[e] != j, "partial_corr: idx[", e, "]: target ", j,
+      TORCH_CHECK(ix[e] != j, op, ": idx[", e, "]: target ", j,
                   " is in its own conditioning set");
-      TORCH_CHECK(e == p[j] || ix[e - 1] < ix[e], "partial_corr: idx[", p[j], ":", p[j + 1],
+      TORCH_CHECK(e == p[j] || ix[e - 1] < ix[e], op, ": idx[", p[j], ":", p[j + 1],
                   "] (conditioning set of target ", j, ") must be strictly increasing");
     }
   }
@@ -254,32 +255,33 @@ inline int64_t check_partial_corr_csr(const int64_t* p, int64_t N, const int64_t
 inline void check_pair_corr(const at::Tensor& sum_x, const at::Tensor& sum_y,
                             const at::Tensor& sum_x2, const at::Tensor& sum_y2,
                             const at::Tensor& sum_xy, double n, double tol, int64_t rule,
-                            int64_t agg) {
-  TORCH_CHECK(sum_xy.dim() == 3, "pair_corr: sum_xy must be [P, M, N], got ", sum_xy.sizes());
+                            int64_t agg,
+                            const char* op = "pair_corr") {
+  TORCH_CHECK(sum_xy.dim() == 3, op, ": sum_xy must be [P, M, N], got ", sum_xy.sizes());
   const int64_t P = sum_xy.size(0), M = sum_xy.size(1), N = sum_xy.size(2);
   auto f64 = [&](const at::Tensor& t, const char* name, int64_t cols) {
     const std::vector<int64_t> want{P, cols};
-    TORCH_CHECK(t.sizes() == c10::IntArrayRef(want), "pair_corr: ", name, " must have shape ",
+    TORCH_CHECK(t.sizes() == c10::IntArrayRef(want), op, ": ", name, " must have shape ",
                 c10::IntArrayRef(want), " (sum_xy is [P, M, N] = ", sum_xy.sizes(), "), got ",
                 t.sizes());
-    TORCH_CHECK(t.scalar_type() == at::kDouble, "pair_corr: ", name, " must be float64, got ",
+    TORCH_CHECK(t.scalar_type() == at::kDouble, op, ": ", name, " must be float64, got ",
                 t.scalar_type());
-    TORCH_CHECK(t.device() == sum_xy.device(), "pair_corr: ", name, " is on ", t.device(),
+    TORCH_CHECK(t.device() == sum_xy.device(), op, ": ", name, " is on ", t.device(),
                 " but sum_xy is on ", sum_xy.device());
   };
-  TORCH_CHECK(sum_xy.scalar_type() == at::kDouble, "pair_corr: sum_xy must be float64, got ",
+  TORCH_CHECK(sum_xy.scalar_type() == at::kDouble, op, ": sum_xy must be float64, got ",
               sum_xy.scalar_type());
   f64(sum_x, "sum_x", M);
   f64(sum_x2, "sum_x2", M);
   f64(sum_y, "sum_y", N);
   f64(sum_y2, "sum_y2", N);
   TORCH_CHECK(std::isfinite(n) && n > 0,
-              "pair_corr: n (the sample count) must be a finite number > 0, got ", n);
-  TORCH_CHECK(std::isfinite(tol) && tol >= 0, "pair_corr: tol must be a finite number >= 0, got ",
+              op, ": n (the sample count) must be a finite number > 0, got ", n);
+  TORCH_CHECK(std::isfinite(tol) && tol >= 0, op, ": tol must be a finite number >= 0, got ",
               tol);
-  TORCH_CHECK(rule == kZeroVarRelative || rule == kZeroVarAbsolute, "pair_corr: unknown rule ",
+  TORCH_CHECK(rule == kZeroVarRelative || rule == kZeroVarAbsolute, op, ": unknown rule ",
               rule, " (0 = relative, 1 = absolute)");
-  TORCH_CHECK(agg == kAggMean || agg == kAggMax, "pair_corr: unknown agg ", agg,
+  TORCH_CHECK(agg == kAggMean || agg == kAggMax, op, ": unknown agg ", agg,
               " (0 = mean, 1 = max)");
 }
 

@@ -37,6 +37,14 @@ TORCH_LIBRARY(gsnn_fast, m) {
   m.def(
       "pair_corr(Tensor sum_x, Tensor sum_y, Tensor sum_x2, Tensor sum_y2, Tensor sum_xy, "
       "float n, float tol, int rule, int agg, bool per_pair) -> (Tensor, Tensor)");
+  // Partial correlation of every layer pair from the streaming sums (relative
+  // zero-variance rule) and its mean / max over pairs -> ([P, N, N] or empty, [N, N])
+  // float64; CPU only, the Python wrapper composes pair_corr + partial_corr elsewhere
+  // (csrc/cpu/partial_corr_cpu.cpp).
+  m.def(
+      "pair_partial_corr(Tensor sum_x, Tensor sum_y, Tensor sum_x2, Tensor sum_y2, "
+      "Tensor sum_xy, Tensor sum_xx, Tensor ptr, Tensor idx, float n, float ridge, float tol, "
+      "int agg, bool per_pair) -> (Tensor, Tensor)");
   // Stable argsort of a float64 vector (NaN last) for building result frames on the
   // host: LSD radix sort, CPU only (csrc/cpu/argsort_cpu.cpp).
   m.def("argsort_stable(Tensor x, bool descending) -> Tensor");

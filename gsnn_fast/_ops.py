@@ -8,7 +8,8 @@ give the same bits for the same inputs (see csrc/include/gsnn_fast/*.h).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -210,6 +211,134 @@ def pair_corr(
     )  # fmt: skip
 
 
+@torch.library.register_fake("gsnn_fast::pair_partial_corr")
+def _pair_partial_corr_fake(
+    sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, n, ridge, tol, agg, per_pair
+):
+    torch._check(sum_xy.dim() == 3, lambda: "pair_partial_corr: sum_xy must be [P, N, N]")
+    P, M, N = sum_xy.shape
+    pairs = sum_xy.new_empty((P, M, N) if per_pair else (0,), dtype=torch.float64)
+    return pairs, sum_xy.new_empty((M, N), dtype=torch.float64)
+
+
+def pair_partial_corr(
+    sum_x: torch.Tensor,
+    sum_y: torch.Tensor,
+    sum_x2: torch.Tensor,
+    sum_y2: torch.Tensor,
+    sum_xy: torch.Tensor,
+    sum_xx: torch.Tensor,
+    ptr: torch.Tensor,
+    idx: torch.Tensor,
+    n: float,
+    ridge: float,
+    tol: float,
+    agg: int | str = "mean",
+    per_pair: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ridge partial correlation of every layer pair from the streaming sums (relative
+    zero-variance rule), aggregated over pairs: :func:`pair_corr` for the moments and
+    the plain corr, :func:`partial_corr` for the systems, one pair at a time.
+
+    Args: the sums of :func:`pair_corr` (M = N) plus ``sum_xx`` [P, N, N]; ``ptr``,
+    ``idx``, ``ridge`` and ``tol`` as in :func:`partial_corr`; ``agg`` and
+    ``per_pair`` as in :func:`pair_corr`.
+
+    Returns:
+        ``(per_pair [P, N, N] or (0,), aggregated [N, N])`` float64. On the CPU one op
+        (``gsnn_fast::pair_partial_corr``: moments, systems and aggregation in C++, the
+        [N, N] scratch reused across pairs); elsewhere :func:`pair_partial_corr_torch`.
+        Both give the same bits up to NaN payloads (same rounded operations in the same
+        order).
+    """
+    if isinstance(agg, str):
+        if agg not in LAYER_AGGS:
+            raise ValueError(f"agg: unknown value {agg!r}; options are {list(LAYER_AGGS)}")
+        agg = LAYER_AGGS[agg]
+    if sum_xy.device.type == "cpu":
+        return torch.ops.gsnn_fast.pair_partial_corr.default(
+            sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, float(n), float(ridge),
+            float(tol), int(agg), bool(per_pair),
+        )  # fmt: skip
+    return pair_partial_corr_torch(
+        sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, n, ridge, tol, agg, per_pair
+    )
+
+
+def pair_partial_corr_torch(
+    sum_x: torch.Tensor,
+    sum_y: torch.Tensor,
+    sum_x2: torch.Tensor,
+    sum_y2: torch.Tensor,
+    sum_xy: torch.Tensor,
+    sum_xx: torch.Tensor,
+    ptr: torch.Tensor,
+    idx: torch.Tensor,
+    n: float,
+    ridge: float,
+    tol: float,
+    agg: int = 0,
+    per_pair: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`pair_partial_corr` composed from torch ops and the ``pair_corr`` /
+    ``partial_corr`` kernels, one pair at a time (any device; a few [N, N] buffers)."""
+    n = float(n)
+
+    def scores():
+        for p in range(sum_xy.shape[0]):
+            sl = slice(p, p + 1)
+            corr = pair_corr(sum_x[sl], sum_y[sl], sum_x2[sl], sum_y2[sl], sum_xy[sl], n, tol)[0]
+            mean_x, mean_y = sum_x[p] / n, sum_y[p] / n
+            var_x = torch.clamp(sum_x2[p] / n - mean_x * mean_x, min=0.0)
+            var_y = torch.clamp(sum_y2[p] / n - mean_y * mean_y, min=0.0)
+            nan = torch.full_like(var_x, math.nan)
+            var_x = torch.where(var_x <= tol * (mean_x * mean_x), nan, var_x)
+            var_y = torch.where(var_y <= tol * (mean_y * mean_y), nan, var_y)
+            cov_xy = (sum_xy[p] / n).sub_(torch.outer(mean_x, mean_y))
+            cov_xx = (sum_xx[p] / n).sub_(torch.outer(mean_x, mean_x))
+            yield partial_corr(
+                corr, cov_xy[None], cov_xx[None], var_x[None], var_y[None], ptr, idx, ridge, tol
+            )[0]
+
+    return fold_pairs(scores(), sum_xy.shape[0], sum_xy.shape[-1], sum_xy.device, agg, per_pair)
+
+
+def fold_pairs(
+    scores: Iterable[torch.Tensor],
+    P: int,
+    N: int,
+    device: torch.device,
+    agg: int,
+    per_pair: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pair [N, N] float64 score matrices (pairs 0..P-1, in order) -> ``(per_pair
+    [P, N, N] or (0,), aggregated [N, N])``, aggregated with torch ops exactly as
+    ``pair_corr`` aggregates (``agg`` 0 = NaN-ignoring mean, 1 = signed max |.|)."""
+    pairs = torch.empty((P, N, N) if per_pair else (0,), dtype=torch.float64, device=device)
+    acc: torch.Tensor | None = None
+    cnt: torch.Tensor | None = None
+    for p, s in enumerate(scores):
+        if per_pair:
+            pairs[p] = s
+        valid = ~torch.isnan(s)
+        if agg == LAYER_AGGS["mean"]:
+            if acc is None:
+                acc = torch.zeros_like(s)
+                cnt = torch.zeros((N, N), dtype=torch.int32, device=device)
+            acc.add_(torch.where(valid, s, torch.zeros((), dtype=s.dtype, device=device)))
+            cnt.add_(valid.to(torch.int32))
+        elif acc is None:
+            acc = s.clone()
+        else:
+            take = valid & (torch.isnan(acc) | (s.abs() > acc.abs()))
+            acc = torch.where(take, s, acc)
+    if acc is None:
+        acc = torch.full((N, N), math.nan, dtype=torch.float64, device=device)
+    elif agg == LAYER_AGGS["mean"]:
+        acc = acc / cnt  # 0 / 0 -> NaN where every pair is NaN
+    return pairs, acc
+
+
 @torch.library.register_fake("gsnn_fast::argsort_stable")
 def _argsort_stable_fake(x, descending):
     torch._check(x.dim() == 1, lambda: "argsort_stable: x must be 1-d")
@@ -220,10 +349,11 @@ def argsort_stable(x: torch.Tensor, descending: bool = False) -> torch.Tensor:
     """Stable argsort of a 1-d float64 tensor, NaN last (in either direction).
 
     On the CPU an O(n) radix sort (``gsnn_fast::argsort_stable``), several times faster
-    than a comparison sort for the N^2 scores of a result frame; elsewhere
-    ``torch.sort(stable=True)``. -0.0 and +0.0 tie. Returns int64 indices.
+    than a comparison sort for the N^2 scores of a result frame; elsewhere (and from
+    2^32 elements on) ``torch.sort(stable=True)``. -0.0 and +0.0 tie. Returns int64
+    indices.
     """
-    if x.device.type == "cpu":
+    if x.device.type == "cpu" and x.numel() < 2**32:
         return torch.ops.gsnn_fast.argsort_stable.default(x, descending)
     return argsort_stable_torch(x, descending)
 

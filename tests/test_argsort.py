@@ -61,3 +61,21 @@ def test_non_contiguous_and_bad_arguments():
 def test_opcheck():
     v = torch.from_numpy(_values(64, 6))
     torch.library.opcheck(torch.ops.gsnn_fast.argsort_stable.default, (v, True))
+
+
+def test_runs_sharing_the_upper_key_half():
+    """Values equal in their upper 32 bits and differing below (the radix passes see
+    them as ties; the run fix-up must order them), in long, short and reversed runs."""
+    rng = np.random.default_rng(7)
+    base = np.array([0.3, -0.3, 1e-300, -2.5], np.float64).view(np.uint64)
+    parts = []
+    for b in base:
+        lo = rng.integers(0, 2**32, 3000, dtype=np.uint64)
+        parts.append(b + np.sort(lo)[::-1])  # lower halves descending within the run
+        parts.append(b + rng.integers(0, 4, 50, dtype=np.uint64))  # short runs, ties
+    v = np.concatenate(parts).view(np.float64)
+    v = np.concatenate([v, rng.standard_normal(5000), [np.nan] * 10, [0.3] * 5])
+    rng.shuffle(v)
+    for d in (False, True):
+        got = argsort_stable(torch.from_numpy(v), d).numpy()
+        np.testing.assert_array_equal(got, _reference(v, d))

@@ -43,10 +43,13 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "../checks.h"
+#include "huge_pages.h"
 #include "simd.h"
+#include "gsnn_fast/pair_corr.h"
 #include "gsnn_fast/partial_corr.h"
 
 namespace gsnn_fast {
@@ -430,35 +433,13 @@ void run_tasks(int64_t n, const Make& make, const Task& task) {
   });
 }
 
-}  // namespace
-
-at::Tensor partial_corr_cpu(const at::Tensor& corr_in, const at::Tensor& cov_xy_in,
-                            const at::Tensor& cov_xx_in, const at::Tensor& var_x_in,
-                            const at::Tensor& var_y_in, const at::Tensor& ptr_in,
-                            const at::Tensor& idx_in, double ridge, double tol) {
-  check_partial_corr(corr_in, cov_xy_in, cov_xx_in, var_x_in, var_y_in, ptr_in, idx_in);
-  const at::Tensor corr = corr_in.contiguous(), cov_xy = cov_xy_in.contiguous(),
-                   cov_xx = cov_xx_in.contiguous(), var_x = var_x_in.contiguous(),
-                   var_y = var_y_in.contiguous(), ptr = ptr_in.contiguous(),
-                   idx = idx_in.contiguous();
-  const int64_t P = corr.size(0), N = corr.size(1);
-  const int64_t* pp = ptr.data_ptr<int64_t>();
-  const int64_t* ix = idx.data_ptr<int64_t>();
-  const int64_t smax = check_partial_corr_csr(pp, N, ix, idx.size(0));
-  at::Tensor out = at::empty({P, N, N}, corr.options());
-  if (P == 0 || N == 0) return out;
-  const Ctx c{corr.data_ptr<double>(),
-              cov_xy.data_ptr<double>(),
-              cov_xx.data_ptr<double>(),
-              var_x.data_ptr<double>(),
-              var_y.data_ptr<double>(),
-              out.data_ptr<double>(),
-              pp,
-              ix,
-              P,
-              N,
-              ridge,
-              tol};
+// Every system of c (c.P pairs, sets of at most smax members) into c.out.
+void run_partial_corr(const Ctx& c, int64_t smax) {
+  const int64_t N = c.N;
+  const int64_t P = c.P;
+  const int64_t* pp = c.ptr;
+  const int64_t* ix = c.idx;
+  const double ridge = c.ridge, tol = c.tol;
   const Kernels k = pick_kernels();
   const int64_t NN = N * N;
 
@@ -545,9 +526,191 @@ at::Tensor partial_corr_cpu(const at::Tensor& corr_in, const at::Tensor& cov_xy_
     b0 = b1;
     if (n_big == 0) break;
   }
+}
+
+}  // namespace
+
+at::Tensor partial_corr_cpu(const at::Tensor& corr_in, const at::Tensor& cov_xy_in,
+                            const at::Tensor& cov_xx_in, const at::Tensor& var_x_in,
+                            const at::Tensor& var_y_in, const at::Tensor& ptr_in,
+                            const at::Tensor& idx_in, double ridge, double tol) {
+  check_partial_corr(corr_in, cov_xy_in, cov_xx_in, var_x_in, var_y_in, ptr_in, idx_in);
+  const at::Tensor corr = corr_in.contiguous(), cov_xy = cov_xy_in.contiguous(),
+                   cov_xx = cov_xx_in.contiguous(), var_x = var_x_in.contiguous(),
+                   var_y = var_y_in.contiguous(), ptr = ptr_in.contiguous(),
+                   idx = idx_in.contiguous();
+  const int64_t P = corr.size(0), N = corr.size(1);
+  const int64_t* pp = ptr.data_ptr<int64_t>();
+  const int64_t* ix = idx.data_ptr<int64_t>();
+  const int64_t smax = check_partial_corr_csr(pp, N, ix, idx.size(0));
+  at::Tensor out = at::empty({P, N, N}, corr.options());
+  advise_huge_pages(out);
+  if (P == 0 || N == 0) return out;
+  const Ctx c{corr.data_ptr<double>(),
+              cov_xy.data_ptr<double>(),
+              cov_xx.data_ptr<double>(),
+              var_x.data_ptr<double>(),
+              var_y.data_ptr<double>(),
+              out.data_ptr<double>(),
+              pp,
+              ix,
+              P,
+              N,
+              ridge,
+              tol};
+  run_partial_corr(c, smax);
   return out;
 }
 
-TORCH_LIBRARY_IMPL(gsnn_fast, CPU, m) { m.impl("partial_corr", &partial_corr_cpu); }
+
+// gsnn_fast::pair_partial_corr: the partial correlation of every layer pair from the
+// streaming sums, and its aggregation over pairs (MagnitudeEdgeInferer.score_matrices
+// with score='partial' and the relative zero-variance rule, in one call).
+//
+// Per pair p, ascending: the node moments and the plain corr are those of
+// pair_corr (pair_corr_node_moments, pair_corr_value); cov_xy = sum_xy / n -
+// mean_x mean_y^T and cov_xx = sum_xx / n - mean_x mean_x^T (div, mul, sub: one
+// rounding each, torch's order); var_x / var_y NaN where they count as zero; then the
+// systems of partial_corr for that pair (run_partial_corr), written into
+// per_pair[p] (or a scratch matrix), and folded into the aggregate by pair_agg_step.
+// So the result is, bit for bit up to NaN payloads, what pair_corr + partial_corr +
+// the pure-torch aggregation of the Python fallback give (the CUDA path; see
+// gsnn_fast._ops.pair_partial_corr). The [N, N] scratch matrices are reused across
+// pairs; cov_xx is formed only on the rows that some conditioning set reads, corr
+// only when some target has an empty set.
+std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
+    const at::Tensor& sum_x_in, const at::Tensor& sum_y_in, const at::Tensor& sum_x2_in,
+    const at::Tensor& sum_y2_in, const at::Tensor& sum_xy_in, const at::Tensor& sum_xx_in,
+    const at::Tensor& ptr_in, const at::Tensor& idx_in, double n, double ridge, double tol,
+    int64_t agg, bool per_pair) {
+  constexpr const char* kOp = "pair_partial_corr";
+  check_pair_corr(sum_x_in, sum_y_in, sum_x2_in, sum_y2_in, sum_xy_in, n, tol, kZeroVarRelative,
+                  agg, kOp);
+  TORCH_CHECK(sum_xy_in.size(1) == sum_xy_in.size(2), kOp, ": sum_xy must be [P, N, N], got ",
+              sum_xy_in.sizes());
+  TORCH_CHECK(sum_xx_in.sizes() == sum_xy_in.sizes(), kOp, ": sum_xx must have the shape of sum_xy ",
+              sum_xy_in.sizes(), ", got ", sum_xx_in.sizes());
+  TORCH_CHECK(sum_xx_in.scalar_type() == at::kDouble, kOp, ": sum_xx must be float64, got ",
+              sum_xx_in.scalar_type());
+  TORCH_CHECK(std::isfinite(ridge) && ridge >= 0, kOp, ": ridge must be a finite number >= 0, got ",
+              ridge);
+  const int64_t P = sum_xy_in.size(0), N = sum_xy_in.size(1), NN = N * N;
+  TORCH_CHECK(ptr_in.dim() == 1 && ptr_in.size(0) == N + 1, kOp, ": ptr must be [N + 1] = [",
+              N + 1, "] offsets, got ", ptr_in.sizes());
+  TORCH_CHECK(idx_in.dim() == 1, kOp, ": idx must be 1-d, got ", idx_in.sizes());
+  TORCH_CHECK(ptr_in.scalar_type() == at::kLong && idx_in.scalar_type() == at::kLong, kOp,
+              ": ptr and idx must be int64, got ", ptr_in.scalar_type(), " and ",
+              idx_in.scalar_type());
+  const at::Tensor sum_x = sum_x_in.contiguous(), sum_y = sum_y_in.contiguous(),
+                   sum_x2 = sum_x2_in.contiguous(), sum_y2 = sum_y2_in.contiguous(),
+                   sum_xy = sum_xy_in.contiguous(), sum_xx = sum_xx_in.contiguous(),
+                   ptr = ptr_in.contiguous(), idx = idx_in.contiguous();
+  const int64_t* pp = ptr.data_ptr<int64_t>();
+  const int64_t* ix = idx.data_ptr<int64_t>();
+  const int64_t smax = check_partial_corr_csr(pp, N, ix, idx.size(0), kOp);
+  const auto opts = sum_xy.options();
+  at::Tensor pairs = per_pair ? at::empty({P, N, N}, opts) : at::empty({0}, opts);
+  at::Tensor out = at::empty({N, N}, opts);
+  advise_huge_pages(pairs);
+  advise_huge_pages(out);
+  if (P == 0 || N == 0) {
+    out.fill_(nan_d());
+    return {pairs, out};
+  }
+  const int32_t ag = static_cast<int32_t>(agg);
+
+  // Node moments of every pair (as pair_corr), and the variances the systems take.
+  at::Tensor node = at::empty({3 * P * 2 * N + 2 * N}, opts);
+  const PairCorrMoments m = pair_corr_moments_view(node.data_ptr<double>(), P, N, N);
+  double* vx = node.data_ptr<double>() + 6 * P * N;  // [N], NaN where var_x is zero
+  double* vy = vx + N;
+  {
+    const double* sx = sum_x.data_ptr<double>();
+    const double* sx2 = sum_x2.data_ptr<double>();
+    const double* sy = sum_y.data_ptr<double>();
+    const double* sy2 = sum_y2.data_ptr<double>();
+    for (int64_t t = 0; t < P * N; ++t) {
+      pair_corr_node_moments(sx[t], sx2[t], n, tol, kZeroVarRelative, m.mean_x + t, m.var_x + t,
+                             m.zero_x + t);
+      pair_corr_node_moments(sy[t], sy2[t], n, tol, kZeroVarRelative, m.mean_y + t, m.var_y + t,
+                             m.zero_y + t);
+    }
+  }
+  // Rows of cov_xx that some system reads (its sets' members), and whether any
+  // target copies its column of corr.
+  std::vector<char> need_row(static_cast<size_t>(N), 0);
+  bool any_empty = false;
+  for (int64_t j = 0; j < N; ++j) {
+    any_empty = any_empty || pp[j + 1] == pp[j];
+    for (int64_t e = pp[j]; e < pp[j + 1]; ++e) need_row[static_cast<size_t>(ix[e])] = 1;
+  }
+  at::Tensor scratch = at::empty({(per_pair ? 3 : 4) * NN + (ag == kAggMean ? NN : 0)}, opts);
+  advise_huge_pages(scratch);
+  double* cxy = scratch.data_ptr<double>();
+  double* cxx = cxy + NN;
+  double* corr = cxx + NN;
+  double* tail = corr + NN;
+  double* cnt = ag == kAggMean ? tail + (per_pair ? 0 : NN) : nullptr;
+  double* acc = out.data_ptr<double>();
+  const double* sxy_all = sum_xy.data_ptr<double>();
+  const double* sxx_all = sum_xx.data_ptr<double>();
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, N));
+  for (int64_t p = 0; p < P; ++p) {
+    const double* mx = m.mean_x + p * N;
+    const double* my = m.mean_y + p * N;
+    const double* sxy = sxy_all + p * NN;
+    const double* sxx = sxx_all + p * NN;
+    for (int64_t i = 0; i < N; ++i) {
+      vx[i] = m.zero_x[p * N + i] != 0.0 ? nan_d() : m.var_x[p * N + i];
+      vy[i] = m.zero_y[p * N + i] != 0.0 ? nan_d() : m.var_y[p * N + i];
+    }
+    at::parallel_for(0, N, grain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const double mxi = mx[i];
+        const double* a = sxy + i * N;
+        double* o = cxy + i * N;
+        // PARITY: sum / n - mean_x[i] * mean[j], one rounding each.
+        for (int64_t j = 0; j < N; ++j) o[j] = sub_rn(div_rn(a[j], n), mul_rn(mxi, my[j]));
+        if (need_row[static_cast<size_t>(i)]) {
+          const double* b = sxx + i * N;
+          double* q = cxx + i * N;
+          for (int64_t j = 0; j < N; ++j) q[j] = sub_rn(div_rn(b[j], n), mul_rn(mxi, mx[j]));
+        }
+        if (any_empty) {
+          const int64_t xi = p * N + i;
+          double* r = corr + i * N;
+          for (int64_t j = 0; j < N; ++j) {
+            const int64_t yj = p * N + j;
+            r[j] = pair_corr_value<PairCorrScalar>(a[j], n, mxi, m.var_x[xi], m.zero_x[xi],
+                                                   m.mean_y[yj], m.var_y[yj], m.zero_y[yj]);
+          }
+        }
+      }
+    });
+    double* dst = per_pair ? pairs.data_ptr<double>() + p * NN : tail;
+    const Ctx c{corr, cxy, cxx, vx, vy, dst, pp, ix, 1, N, ridge, tol};
+    run_partial_corr(c, smax);
+    // PARITY: the pairs fold into the aggregate in ascending order.
+    at::parallel_for(0, NN, grain * N, [&](int64_t e0, int64_t e1) {
+      for (int64_t e = e0; e < e1; ++e) {
+        double a = p == 0 ? pair_agg_start<PairCorrScalar>(ag) : acc[e];
+        double k = p == 0 ? 0.0 : (cnt ? cnt[e] : 0.0);
+        pair_agg_step<PairCorrScalar>(a, k, dst[e], ag);
+        if (p + 1 == P) {
+          acc[e] = pair_agg_result<PairCorrScalar>(a, k, ag);
+        } else {
+          acc[e] = a;
+          if (cnt) cnt[e] = k;
+        }
+      }
+    });
+  }
+  return {pairs, out};
+}
+
+TORCH_LIBRARY_IMPL(gsnn_fast, CPU, m) {
+  m.impl("partial_corr", &partial_corr_cpu);
+  m.impl("pair_partial_corr", &pair_partial_corr_cpu);
+}
 
 }  // namespace gsnn_fast

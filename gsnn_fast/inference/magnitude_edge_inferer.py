@@ -184,13 +184,6 @@ def _edge_array(edge_index: Any) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _zero_var(var: torch.Tensor, mean: torch.Tensor, tol: float, rule: str) -> torch.Tensor:
-    """Bool mask of variances that count as zero (SPEC §4)."""
-    if rule == "absolute":
-        return var <= tol
-    return var <= tol * (mean * mean)
-
-
 def _partial_corr_absolute(
     corr: torch.Tensor,
     cov_xy: torch.Tensor,
@@ -582,49 +575,24 @@ class MagnitudeEdgeInferer:
             float(self.n), self.tol, self.zero_var, layer_agg, per_pair,
         )  # fmt: skip
 
-    def _pair_scores(self, score: str, ridge: float) -> Iterator[torch.Tensor]:
+    def _pair_scores_absolute(self, ridge: float) -> Iterator[torch.Tensor]:
         """Yield the ``[N, N]`` float64 partial-correlation matrix of each pair p = 0..P-1
-        (``score='corr'`` is computed for all pairs at once by :meth:`score_matrices`)."""
-        assert score == "partial"
+        under the absolute zero-variance rule (the pure-torch library's NaN pattern)."""
         n = float(self.n)
-        rule, tol = self.zero_var, self.tol
+        tol = self.tol
         dev = self.sum_x.device
         cptr, cidx = self._cond_ptr.to(dev), self._cond_idx.to(dev)
+        assert self.sum_xx is not None
         for p in range(self.n_pairs):
-            # the plain corr of this pair: the same bits as score='corr' gives
             corr = self._corr(slice(p, p + 1), "mean", True)[0][0]
             mean_x = self.sum_x[p] / n
             mean_y = self.sum_y[p] / n
             var_x = torch.clamp(self.sum_x2[p] / n - mean_x * mean_x, min=0.0)
             var_y = torch.clamp(self.sum_y2[p] / n - mean_y * mean_y, min=0.0)
-            zx = _zero_var(var_x, mean_x, tol, rule)
-            zy = _zero_var(var_y, mean_y, tol, rule)
-            cov_xy = self.sum_xy[p] / n
-            cov_xy.sub_(torch.outer(mean_x, mean_y))
-            assert self.sum_xx is not None
-            cov_xx = self.sum_xx[p] / n
-            cov_xx.sub_(torch.outer(mean_x, mean_x))
-            if rule == "absolute":
-                pc = _partial_corr_absolute(
-                    corr, cov_xy, cov_xx, var_x, var_y, cptr, cidx, ridge, tol
-                )
-            else:
-                nan = torch.full_like(var_x, math.nan)
-                vx = torch.where(zx, nan, var_x)
-                vy = torch.where(zy, nan, var_y)
-                pc = _ops.partial_corr(
-                    corr[None],
-                    cov_xy[None],
-                    cov_xx[None],
-                    vx[None],
-                    vy[None],
-                    cptr,
-                    cidx,
-                    ridge,
-                    tol,
-                )[0]
+            cov_xy = (self.sum_xy[p] / n).sub_(torch.outer(mean_x, mean_y))
+            cov_xx = (self.sum_xx[p] / n).sub_(torch.outer(mean_x, mean_x))
+            yield _partial_corr_absolute(corr, cov_xy, cov_xx, var_x, var_y, cptr, cidx, ridge, tol)
             del cov_xy, cov_xx, corr
-            yield pc
 
     def _validate_scoring(self, layer_agg: str, score: str, ridge: float) -> None:
         _check_choice("layer_agg", layer_agg, LAYER_AGGS)
@@ -665,30 +633,20 @@ class MagnitudeEdgeInferer:
         if score == "corr":
             pairs, agg = self._corr(slice(None), layer_agg, per_pair)
             return ScoreMatrices(pairs if per_pair else None, agg)
-        P, N = self.n_pairs, self.N
-        dev = self.sum_x.device
-        pairs = torch.empty((P, N, N), dtype=torch.float64, device=dev) if per_pair else None
-        acc: torch.Tensor | None = None
-        cnt: torch.Tensor | None = None
-        for p, s in enumerate(self._pair_scores(score, ridge)):
-            if pairs is not None:
-                pairs[p] = s
-            valid = ~torch.isnan(s)
-            if layer_agg == "mean":
-                if acc is None:
-                    acc = torch.zeros_like(s)
-                    cnt = torch.zeros((N, N), dtype=torch.int32, device=dev)
-                acc.add_(torch.where(valid, s, torch.zeros((), dtype=s.dtype, device=dev)))
-                cnt.add_(valid.to(torch.int32))
-            elif acc is None:
-                acc = s.clone()
-            else:
-                take = valid & (torch.isnan(acc) | (s.abs() > acc.abs()))
-                acc = torch.where(take, s, acc)
-        assert acc is not None
-        if layer_agg == "mean":
-            acc = acc / cnt  # 0 / 0 -> NaN where every pair is NaN
-        return ScoreMatrices(pairs, acc)
+        if self.zero_var == "relative":
+            dev = self.sum_x.device
+            assert self.sum_xx is not None
+            pairs, agg = _ops.pair_partial_corr(
+                self.sum_x, self.sum_y, self.sum_x2, self.sum_y2, self.sum_xy, self.sum_xx,
+                self._cond_ptr.to(dev), self._cond_idx.to(dev), float(self.n), ridge, self.tol,
+                layer_agg, per_pair,
+            )  # fmt: skip
+            return ScoreMatrices(pairs if per_pair else None, agg)
+        pairs, agg = _ops.fold_pairs(
+            self._pair_scores_absolute(ridge), self.n_pairs, self.N, self.sum_x.device,
+            _ops.LAYER_AGGS[layer_agg], per_pair,
+        )  # fmt: skip
+        return ScoreMatrices(pairs if per_pair else None, agg)
 
     def evaluate(
         self,

@@ -143,6 +143,40 @@ GSNN_PAIR_CORR_INLINE typename V::T pair_corr_value(typename V::T sxy, typename 
   return V::ne_sel(zy, zero, nan, r);
 }
 
+// The aggregation over pairs, one step per pair in ascending order (PARITY, see
+// the header comment): acc and cnt start at pair_agg_start; pair_agg_step folds in
+// the score c of the next pair; pair_agg_result gives the aggregate. Shared with
+// gsnn_fast::pair_partial_corr (csrc/cpu/partial_corr_cpu.cpp).
+template <class V>
+GSNN_PAIR_CORR_INLINE typename V::T pair_agg_start(int32_t agg) {
+  return V::splat(agg == kAggMean ? 0.0 : nan_d());
+}
+
+template <class V>
+GSNN_PAIR_CORR_INLINE void pair_agg_step(typename V::T& acc, typename V::T& cnt, typename V::T c,
+                                         int32_t agg) {
+  using T = typename V::T;
+  if (agg == kAggMean) {
+    const T zero = V::splat(0.0);
+    // PARITY: acc + (c or 0.0), cnt + (1.0 or 0.0); one rounding per add.
+    acc = V::add(acc, V::ne_sel(c, c, zero, c));
+    cnt = V::add(cnt, V::ne_sel(c, c, zero, V::splat(1.0)));
+  } else {
+    // c replaces acc when |c| > |acc| strictly (first pair wins ties; false for a
+    // NaN c) or when acc is NaN.
+    const T t = V::gt_sel(V::abs(c), V::abs(acc), c, acc);
+    acc = V::ne_sel(acc, acc, c, t);
+  }
+}
+
+template <class V>
+GSNN_PAIR_CORR_INLINE typename V::T pair_agg_result(typename V::T acc, typename V::T cnt,
+                                                    int32_t agg) {
+  if (agg != kAggMean) return acc;
+  const typename V::T r = V::div(acc, cnt);  // 0 / 0 -> NaN where every pair is NaN
+  return V::ne_sel(r, r, V::splat(nan_d()), r);
+}
+
 // Every pair of output element(s) (i, j .. j + V::kWidth - 1): stores per_pair[p, i,
 // j..] when per_pair is not null and returns the aggregate. sum_xy, per_pair:
 // [P, M, N].
@@ -152,9 +186,9 @@ GSNN_PAIR_CORR_INLINE typename V::T pair_corr_lanes(const double* sum_xy, const 
                                                     int64_t j, double n, int32_t agg,
                                                     double* per_pair) {
   using T = typename V::T;
-  const T vn = V::splat(n), zero = V::splat(0.0), one = V::splat(1.0);
-  T acc = V::splat(agg == kAggMean ? 0.0 : nan_d());
-  T cnt = zero;
+  const T vn = V::splat(n);
+  T acc = pair_agg_start<V>(agg);
+  T cnt = V::splat(0.0);
   // PARITY: pairs in ascending order.
   for (int64_t p = 0; p < P; ++p) {
     const int64_t xi = p * M + i, yj = p * N + j, e = xi * N + j;
@@ -163,20 +197,9 @@ GSNN_PAIR_CORR_INLINE typename V::T pair_corr_lanes(const double* sum_xy, const 
                            V::splat(m.zero_x[xi]), V::load(m.mean_y + yj), V::load(m.var_y + yj),
                            V::load(m.zero_y + yj));
     if (per_pair != nullptr) V::store(per_pair + e, c);
-    if (agg == kAggMean) {
-      // PARITY: acc + (c or 0.0), cnt + (1.0 or 0.0); one rounding per add.
-      acc = V::add(acc, V::ne_sel(c, c, zero, c));
-      cnt = V::add(cnt, V::ne_sel(c, c, zero, one));
-    } else {
-      // c replaces acc when |c| > |acc| strictly (first pair wins ties; false for a
-      // NaN c) or when acc is NaN.
-      const T t = V::gt_sel(V::abs(c), V::abs(acc), c, acc);
-      acc = V::ne_sel(acc, acc, c, t);
-    }
+    pair_agg_step<V>(acc, cnt, c, agg);
   }
-  if (agg != kAggMean) return acc;
-  const T r = V::div(acc, cnt);  // 0 / 0 -> NaN where every pair is NaN
-  return V::ne_sel(r, r, V::splat(nan_d()), r);
+  return pair_agg_result<V>(acc, cnt, agg);
 }
 
 // One output element (i, j): the scalar form, used by the CUDA kernel.

@@ -1,0 +1,161 @@
+"""gsnn_fast::pair_partial_corr (CPU: moments, systems and aggregation in one op) against
+its composition from pair_corr + partial_corr + torch ops (the path CUDA tensors take),
+bit for bit; against the float64 numpy reference of the inferer tests; argument checks
+and opcheck."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gsnn_fast._ops import pair_partial_corr, pair_partial_corr_torch
+
+from .conftest import bits, require_cuda
+from .inferer_reference import aggregate, reference_pair_scores
+from .test_pair_corr import same_up_to_nan_payload
+
+TOL = 1e-12
+AGGS = ("mean", "max")
+
+
+def make_case(P, B, N, seed, big=0):
+    """Samples with correlated x / y, a constant node, an all-zero gradient node, and
+    conditioning sets: empty, small, one with a duplicated column (its system fails
+    with ridge 0), and with ``big`` > 0 one set of ``big`` members (the CPU's panel
+    path). Returns (sums, n, ptr, idx, parents, x, y)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(P, B, N, generator=g, dtype=torch.float64) + 2.0
+    y = torch.randn(P, B, N, generator=g, dtype=torch.float64) * 0.5
+    y[:, :, 1:] += 0.6 * x[:, :, :-1]
+    x[:, :, 4] = x[:, :, 3]  # duplicated column: sets holding both fail
+    x[0, :, 2] = 7.0  # constant: zero variance in pair 0
+    y[-1, :, 5] = 0.0  # all-zero gradient node
+    rng = np.random.default_rng(seed)
+    parents = []
+    for j in range(N):
+        if j % 4 == 0:
+            S = []
+        elif j == 6:
+            S = [3, 4]
+        elif big and j == N - 1:
+            S = sorted(rng.choice(np.arange(N - 1), size=big, replace=False).tolist())
+        else:
+            S = sorted(rng.choice([i for i in range(N) if i != j], size=1 + j % 3, replace=False))
+        parents.append([int(i) for i in S if i != j])
+    sizes = [len(S) for S in parents]
+    ptr = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]), dtype=torch.int64)
+    idx = torch.tensor([i for S in parents for i in S], dtype=torch.int64)
+    sums = (
+        x.sum(1),
+        y.sum(1),
+        (x * x).sum(1),
+        (y * y).sum(1),
+        torch.einsum("pbi,pbj->pij", x, y),
+        torch.einsum("pbi,pbj->pij", x, x),
+    )
+    return sums, float(B), ptr, idx, parents, x, y
+
+
+@pytest.mark.parametrize("agg", AGGS)
+@pytest.mark.parametrize("per_pair", [True, False])
+@pytest.mark.parametrize("ridge", [0.0, 1e-8])
+def test_equals_composition_bit_for_bit(agg, per_pair, ridge):
+    for P, B, N, big in [(1, 7, 9, 0), (3, 40, 30, 0), (2, 120, 90, 70)]:
+        sums, n, ptr, idx, *_ = make_case(P, B, N, seed=P + N, big=big)
+        got = pair_partial_corr(*sums, ptr, idx, n, ridge, TOL, agg, per_pair)
+        want = pair_partial_corr_torch(*sums, ptr, idx, n, ridge, TOL, {"mean": 0, "max": 1}[agg],
+                                       per_pair)  # fmt: skip
+        for a, b in zip(got, want):
+            assert a.shape == b.shape
+            assert same_up_to_nan_payload(a, b), (P, N, agg, per_pair, ridge)
+        nan = torch.isnan(got[1])
+        assert (bits(got[1])[nan] == 0x7FF8000000000000).all()  # canonical NaN
+        if per_pair:
+            assert torch.isnan(got[0][:, :, 6]).all() or ridge > 0  # duplicated parents
+
+
+@pytest.mark.parametrize("agg", AGGS)
+def test_matches_float64_reference(agg):
+    sums, n, ptr, idx, parents, x, y = make_case(3, 60, 24, seed=5)
+    pairs, out = pair_partial_corr(*sums, ptr, idx, n, 1e-8, TOL, agg, True)
+    # the reference pairs activation layer p with gradient layer p + 1: (L, n, N)
+    X = np.concatenate([x.numpy(), np.zeros_like(x.numpy()[:1])])
+    Y = np.concatenate([np.zeros_like(y.numpy()[:1]), y.numpy()])
+    want = reference_pair_scores(X, Y, parents, "partial", 1e-8)
+    got = pairs.numpy()
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got[~np.isnan(got)], want[~np.isnan(want)], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(out.numpy(), aggregate(want, agg), rtol=0, atol=1e-10)
+
+
+def test_independent_of_thread_count():
+    sums, n, ptr, idx, *_ = make_case(2, 50, 80, seed=3, big=66)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = pair_partial_corr(*sums, ptr, idx, n, 1e-8, TOL, "max", True)
+        torch.set_num_threads(max(2, old))
+        many = pair_partial_corr(*sums, ptr, idx, n, 1e-8, TOL, "max", True)
+    finally:
+        torch.set_num_threads(old)
+    for a, b in zip(one, many):
+        assert torch.equal(bits(a), bits(b))
+
+
+def test_argument_errors():
+    sums, n, ptr, idx, *_ = make_case(2, 10, 8, seed=1)
+    sx, sy, sx2, sy2, sxy, sxx = sums
+    with pytest.raises(RuntimeError, match="pair_partial_corr: sum_xx must have the shape"):
+        pair_partial_corr(sx, sy, sx2, sy2, sxy, sxx[:, :, :-1], ptr, idx, n, 0.0, TOL)
+    with pytest.raises(RuntimeError, match="pair_partial_corr: ridge"):
+        pair_partial_corr(*sums, ptr, idx, n, -1.0, TOL)
+    with pytest.raises(RuntimeError, match="pair_partial_corr: n"):
+        pair_partial_corr(*sums, ptr, idx, 0.0, 0.0, TOL)
+    with pytest.raises(RuntimeError, match="pair_partial_corr: sum_y must have shape"):
+        pair_partial_corr(sx, sy[:, :-1], sx2, sy2, sxy, sxx, ptr, idx, n, 0.0, TOL)
+    with pytest.raises(RuntimeError, match="pair_partial_corr: ptr must be"):
+        pair_partial_corr(*sums, ptr[:-1], idx, n, 0.0, TOL)
+    bad = idx.clone()
+    bad[0] = 99
+    with pytest.raises(RuntimeError, match=r"pair_partial_corr: idx\[0\] = 99 is out of range"):
+        pair_partial_corr(*sums, ptr, bad, n, 0.0, TOL)
+    with pytest.raises(ValueError, match="agg"):
+        pair_partial_corr(*sums, ptr, idx, n, 0.0, TOL, "median")
+
+
+@pytest.mark.parametrize("per_pair", [True, False])
+def test_opcheck(per_pair):
+    # no zero variances and no failing systems: opcheck compares with assert_close
+    g = torch.Generator().manual_seed(2)
+    P, B, N = 2, 12, 6
+    x = torch.randn(P, B, N, generator=g, dtype=torch.float64)
+    y = torch.randn(P, B, N, generator=g, dtype=torch.float64)
+    sums = (
+        x.sum(1), y.sum(1), (x * x).sum(1), (y * y).sum(1),
+        torch.einsum("pbi,pbj->pij", x, y), torch.einsum("pbi,pbj->pij", x, x),
+    )  # fmt: skip
+    ptr = torch.tensor([0, 0, 1, 3, 3, 4, 5])
+    idx = torch.tensor([0, 0, 1, 2, 1])
+    pairs, out = pair_partial_corr(*sums, ptr, idx, float(B), 1e-8, TOL, "mean", True)
+    # NaN only where the spec puts it: i in S_j and i == j for the 4 targets with a set
+    assert torch.isnan(pairs).sum() == P * (5 + 4)
+    for agg in (0, 1):
+        torch.library.opcheck(
+            torch.ops.gsnn_fast.pair_partial_corr.default,
+            (*sums, ptr, idx, float(B), 1e-8, TOL, agg, per_pair),
+            test_utils=("test_schema", "test_faketensor", "test_autograd_registration"),
+        )
+
+
+def test_cuda_composition_matches_cpu_bit_for_bit():
+    require_cuda()
+    sums, n, ptr, idx, *_ = make_case(3, 50, 100, seed=8, big=70)
+    for agg in AGGS:
+        cpu = pair_partial_corr(*sums, ptr, idx, n, 1e-8, TOL, agg, True)
+        gpu = pair_partial_corr(
+            *(s.cuda() for s in sums), ptr.cuda(), idx.cuda(), n, 1e-8, TOL, agg, True
+        )
+        for a, b in zip(cpu, gpu):
+            assert b.device.type == "cuda"
+            assert same_up_to_nan_payload(a, b.cpu())
