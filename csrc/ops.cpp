@@ -46,8 +46,15 @@ TORCH_LIBRARY(gsnn_fast, m) {
       "Tensor sum_xy, Tensor sum_xx, Tensor ptr, Tensor idx, float n, float ridge, float tol, "
       "int agg, bool per_pair) -> (Tensor, Tensor)");
   // Stable argsort of a float64 vector (NaN last) for building result frames on the
-  // host: LSD radix sort, CPU only (csrc/cpu/argsort_cpu.cpp).
+  // host: LSD radix sort, CPU only (csrc/cpu/frame_cpu.cpp).
   m.def("argsort_stable(Tensor x, bool descending) -> Tensor");
+  // The row order of a result frame: flat positions i * N + j of an [N, N] score
+  // sorted by score descending, NaN last, ties src-major, the diagonal skipped when
+  // asked; CPU only (csrc/cpu/frame_cpu.cpp).
+  m.def("frame_order(Tensor score, bool exclude_self) -> Tensor");
+  // Benjamini-Hochberg q-values of p-values non-decreasing within each group (by
+  // merging the groups), or an empty tensor if they are not; CPU only.
+  m.def("bh_q_grouped(Tensor p, Tensor group) -> Tensor");
 }
 
 namespace {

@@ -365,3 +365,32 @@ def argsort_stable_torch(x: torch.Tensor, descending: bool = False) -> torch.Ten
     nan_last = torch.isnan(x).to(torch.int8)
     order = torch.sort(key, stable=True).indices
     return order[torch.sort(nan_last[order], stable=True).indices]  # +inf before NaN
+
+
+@torch.library.register_fake("gsnn_fast::frame_order")
+def _frame_order_fake(score, exclude_self):
+    torch._check(score.dim() == 2, lambda: "frame_order: score must be [N, N]")
+    N = score.shape[0]
+    return score.new_empty((N * (N - 1) if exclude_self else N * N,), dtype=torch.int64)
+
+
+def frame_order(score: torch.Tensor, exclude_self: bool = True) -> torch.Tensor:
+    """Row order of a result frame: the flat positions ``i * N + j`` of an [N, N] float64
+    CPU score matrix, by score descending, NaN last, ties in (i, j) order; the diagonal
+    left out when ``exclude_self``. Radix sort (``gsnn_fast::frame_order``); int64."""
+    return torch.ops.gsnn_fast.frame_order.default(score, bool(exclude_self))
+
+
+@torch.library.register_fake("gsnn_fast::bh_q_grouped")
+def _bh_q_grouped_fake(p, group):
+    return p.new_empty(p.shape)
+
+
+def bh_q_grouped(p: torch.Tensor, group: torch.Tensor) -> torch.Tensor | None:
+    """Benjamini-Hochberg q-values of the 1-d float64 CPU p-values ``p`` when they are
+    non-decreasing within each ``group`` (int64 ids, in their order): the groups are
+    merged instead of sorted; bit-identical to ``ranking.bh_qvalues``. None when some
+    group is not non-decreasing (or a p-value is NaN). Group ids must lie in
+    [0, len(p))."""
+    q = torch.ops.gsnn_fast.bh_q_grouped.default(p, group)
+    return q if q.numel() == p.numel() else None

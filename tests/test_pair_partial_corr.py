@@ -67,7 +67,7 @@ def test_equals_composition_bit_for_bit(agg, per_pair, ridge):
         want = pair_partial_corr_torch(*sums, ptr, idx, n, ridge, TOL, {"mean": 0, "max": 1}[agg],
                                        per_pair)  # fmt: skip
         for a, b in zip(got, want):
-            assert a.shape == b.shape
+            assert a.shape == b.shape and a.is_contiguous()
             assert same_up_to_nan_payload(a, b), (P, N, agg, per_pair, ridge)
         nan = torch.isnan(got[1])
         assert (bits(got[1])[nan] == 0x7FF8000000000000).all()  # canonical NaN

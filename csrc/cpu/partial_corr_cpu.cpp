@@ -577,7 +577,8 @@ at::Tensor partial_corr_cpu(const at::Tensor& corr_in, const at::Tensor& cov_xy_
 // the pure-torch aggregation of the Python fallback give (the CUDA path; see
 // gsnn_fast._ops.pair_partial_corr). The [N, N] scratch matrices are reused across
 // pairs; cov_xx is formed only on the rows that some conditioning set reads, corr
-// only when some target has an empty set.
+// only in the columns of targets with an empty set (written straight into the
+// output, which the systems' pass then leaves as it is there).
 std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
     const at::Tensor& sum_x_in, const at::Tensor& sum_y_in, const at::Tensor& sum_x2_in,
     const at::Tensor& sum_y2_in, const at::Tensor& sum_xy_in, const at::Tensor& sum_xx_in,
@@ -636,21 +637,23 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
                              m.zero_y + t);
     }
   }
-  // Rows of cov_xx that some system reads (its sets' members), and whether any
-  // target copies its column of corr.
+  // Rows of cov_xx that some system reads (its sets' members), and the targets whose
+  // column is corr (empty sets).
   std::vector<char> need_row(static_cast<size_t>(N), 0);
-  bool any_empty = false;
+  std::vector<int64_t> empty_cols;
   for (int64_t j = 0; j < N; ++j) {
-    any_empty = any_empty || pp[j + 1] == pp[j];
+    if (pp[j + 1] == pp[j]) empty_cols.push_back(j);
     for (int64_t e = pp[j]; e < pp[j + 1]; ++e) need_row[static_cast<size_t>(ix[e])] = 1;
   }
-  at::Tensor scratch = at::empty({(per_pair ? 3 : 4) * NN + (ag == kAggMean ? NN : 0)}, opts);
+  // cov_xy and cov_xx of one pair; the pair's output when per_pair is false; the
+  // running count of the mean when the pairs are folded one at a time.
+  const bool fold_each = !per_pair;
+  at::Tensor scratch =
+      at::empty({(per_pair ? 2 : 3) * NN + (fold_each && ag == kAggMean ? NN : 0)}, opts);
   advise_huge_pages(scratch);
   double* cxy = scratch.data_ptr<double>();
   double* cxx = cxy + NN;
-  double* corr = cxx + NN;
-  double* tail = corr + NN;
-  double* cnt = ag == kAggMean ? tail + (per_pair ? 0 : NN) : nullptr;
+  double* cnt = fold_each && ag == kAggMean ? cxx + 2 * NN : nullptr;
   double* acc = out.data_ptr<double>();
   const double* sxy_all = sum_xy.data_ptr<double>();
   const double* sxx_all = sum_xx.data_ptr<double>();
@@ -660,6 +663,7 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
     const double* my = m.mean_y + p * N;
     const double* sxy = sxy_all + p * NN;
     const double* sxx = sxx_all + p * NN;
+    double* dst = per_pair ? pairs.data_ptr<double>() + p * NN : cxx + NN;
     for (int64_t i = 0; i < N; ++i) {
       vx[i] = m.zero_x[p * N + i] != 0.0 ? nan_d() : m.var_x[p * N + i];
       vy[i] = m.zero_y[p * N + i] != 0.0 ? nan_d() : m.var_y[p * N + i];
@@ -676,25 +680,24 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
           double* q = cxx + i * N;
           for (int64_t j = 0; j < N; ++j) q[j] = sub_rn(div_rn(b[j], n), mul_rn(mxi, mx[j]));
         }
-        if (any_empty) {
-          const int64_t xi = p * N + i;
-          double* r = corr + i * N;
-          for (int64_t j = 0; j < N; ++j) {
-            const int64_t yj = p * N + j;
-            r[j] = pair_corr_value<PairCorrScalar>(a[j], n, mxi, m.var_x[xi], m.zero_x[xi],
-                                                   m.mean_y[yj], m.var_y[yj], m.zero_y[yj]);
-          }
+        // The corr columns go straight into the output: the systems' pass below
+        // copies a corr column onto itself and writes every other column.
+        const int64_t xi = p * N + i;
+        for (const int64_t j : empty_cols) {
+          const int64_t yj = p * N + j;
+          dst[i * N + j] = pair_corr_value<PairCorrScalar>(
+              a[j], n, mxi, m.var_x[xi], m.zero_x[xi], m.mean_y[yj], m.var_y[yj], m.zero_y[yj]);
         }
       }
     });
-    double* dst = per_pair ? pairs.data_ptr<double>() + p * NN : tail;
-    const Ctx c{corr, cxy, cxx, vx, vy, dst, pp, ix, 1, N, ridge, tol};
+    const Ctx c{dst, cxy, cxx, vx, vy, dst, pp, ix, 1, N, ridge, tol};
     run_partial_corr(c, smax);
+    if (!fold_each) continue;
     // PARITY: the pairs fold into the aggregate in ascending order.
     at::parallel_for(0, NN, grain * N, [&](int64_t e0, int64_t e1) {
       for (int64_t e = e0; e < e1; ++e) {
         double a = p == 0 ? pair_agg_start<PairCorrScalar>(ag) : acc[e];
-        double k = p == 0 ? 0.0 : (cnt ? cnt[e] : 0.0);
+        double k = p == 0 || !cnt ? 0.0 : cnt[e];
         pair_agg_step<PairCorrScalar>(a, k, dst[e], ag);
         if (p + 1 == P) {
           acc[e] = pair_agg_result<PairCorrScalar>(a, k, ag);
@@ -702,6 +705,17 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
           acc[e] = a;
           if (cnt) cnt[e] = k;
         }
+      }
+    });
+  }
+  if (!fold_each) {
+    // PARITY: the same fold, all pairs of an element at once.
+    const double* all = pairs.data_ptr<double>();
+    at::parallel_for(0, NN, grain * N, [&](int64_t e0, int64_t e1) {
+      for (int64_t e = e0; e < e1; ++e) {
+        double a = pair_agg_start<PairCorrScalar>(ag), k = 0.0;
+        for (int64_t p = 0; p < P; ++p) pair_agg_step<PairCorrScalar>(a, k, all[p * NN + e], ag);
+        acc[e] = pair_agg_result<PairCorrScalar>(a, k, ag);
       }
     });
   }

@@ -698,10 +698,15 @@ class MagnitudeEdgeInferer:
         pairs = mats.per_pair.cpu().numpy()
         N = self.N
         if score == "partial":
-            df = (self.n - 3 - self.n_cond).astype(np.float64)[None, :]
+            df_of_target = (self.n - 3 - self.n_cond).astype(np.float64)
+
+            def p_value(r: np.ndarray, dst: np.ndarray) -> np.ndarray:
+                return ranking.fisher_p_values(r, df_of_target, df_index=dst)
         else:
-            df = np.float64(self.n - 3)
-        p_value = ranking.fisher_p_values(agg, df)
+
+            def p_value(r: np.ndarray, dst: np.ndarray) -> np.ndarray:
+                return ranking.fisher_p_values(r, np.float64(self.n - 3))
+
         columns: dict[str, np.ndarray] = {"corr": agg, "has_edge": self._adjacency}
         if score == "partial":
             columns["n_cond"] = np.broadcast_to(self.n_cond[None, :], (N, N))
@@ -718,6 +723,8 @@ class MagnitudeEdgeInferer:
             exclude_self=exclude_self,
             keep=keep,
             q_threshold=q_threshold,
+            # Fisher p is monotone in r for one df: per target-set size, p follows r
+            p_groups=self.n_cond if score == "partial" else None,
         )
 
     @staticmethod

@@ -7,14 +7,14 @@ over rows in Python, so a frame of N^2 rows costs a few array passes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from scipy import special
 
-from .._ops import argsort_stable
+from .._ops import argsort_stable, bh_q_grouped, frame_order
 
 
 def one_sided_normal_p(z: np.ndarray) -> np.ndarray:
@@ -23,21 +23,40 @@ def one_sided_normal_p(z: np.ndarray) -> np.ndarray:
     Computed as 0.5 erfc(z / sqrt 2), which equals the erf form to rounding and
     keeps its relative precision for large z (tiny p-values stay distinct).
     """
-    return 0.5 * special.erfc(np.asarray(z, dtype=np.float64) / np.sqrt(2.0))
+    out = np.divide(np.asarray(z, dtype=np.float64), np.sqrt(2.0))
+    special.erfc(out, out=out)
+    out *= 0.5
+    return out
 
 
-def fisher_p_values(r: np.ndarray, df: np.ndarray | float) -> np.ndarray:
+def fisher_p_values(
+    r: np.ndarray, df: np.ndarray | float, df_index: np.ndarray | None = None
+) -> np.ndarray:
     """One-sided Fisher-z p-values for H0: r <= 0 (SPEC §4).
 
     ``z = atanh(clip(r, -0.9999, 0.9999)) * sqrt(max(df, 1))``; p = 1 where r is NaN
-    or df < 2. ``df`` broadcasts against ``r`` (n - 3, or n - 3 - |S_j| for partial).
+    or df < 2. ``df`` broadcasts against ``r`` (n - 3, or n - 3 - |S_j| for partial);
+    with ``df_index``, ``r``'s entries take ``df[df_index]`` (e.g. a per-target df
+    and the rows' targets), without forming the per-row df.
     """
     r = np.asarray(r, dtype=np.float64)
     df = np.asarray(df, dtype=np.float64)
+    scale = np.sqrt(np.maximum(df, 1.0))
+    small = df < 2
+    if df_index is not None:
+        scale, small = np.take(scale, df_index), np.take(small, df_index)
     with np.errstate(invalid="ignore"):
-        z = np.arctanh(np.clip(r, -0.9999, 0.9999)) * np.sqrt(np.maximum(df, 1.0))
+        z = np.clip(r, -0.9999, 0.9999)
+        np.arctanh(z, out=z)
+    if np.broadcast(z, scale).shape == z.shape:
+        z *= scale
+    else:
+        z = z * scale
     p = one_sided_normal_p(z)
-    return np.where(np.isnan(r) | (df < 2), 1.0, p)
+    p[np.broadcast_to(np.isnan(r), p.shape)] = 1.0
+    if small.any():
+        p[np.broadcast_to(small, p.shape)] = 1.0
+    return p
 
 
 def _argsort(values: np.ndarray, descending: bool) -> np.ndarray:
@@ -75,40 +94,44 @@ def _bh_sorted(p_sorted: np.ndarray) -> np.ndarray:
 def pair_frame(
     names: Sequence[str],
     columns: Mapping[str, np.ndarray],
-    p_value: np.ndarray,
+    p_value: np.ndarray | Callable[[np.ndarray, np.ndarray], np.ndarray],
     sort_by: str,
     exclude_self: bool = True,
     keep: np.ndarray | None = None,
     q_threshold: float | None = None,
+    p_groups: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The (src, dst) result frame, built from (N, N) arrays indexed [src, dst].
 
     Columns: ``src_func, dst_func`` (pandas Categorical over ``names``), ``src_idx,
     dst_idx``, then ``columns`` in the given order, then ``p_value`` and ``q_value``.
-    Rows start in src-major order (src outer, dst inner), self pairs dropped when
-    ``exclude_self``; q-values are BH over all those rows; then rows are restricted
-    to ``keep`` ((N, N) bool, e.g. top candidates per target; None keeps all) and to
-    ``q_value <= q_threshold`` (None keeps all), and stably sorted by ``sort_by``
-    descending with NaN last (ties keep src-major order); index reset.
-    ``frame.attrs['nodes']`` records ``names``, so
-    that :func:`evaluate_target_ranking` knows every node even of a filtered frame.
+    Rows: every (src, dst) pair, self pairs dropped when ``exclude_self``, stably sorted
+    by ``sort_by`` descending with NaN last (ties keep src-major order); q-values are
+    BH over all those rows; then rows are restricted to ``keep`` ((N, N) bool, e.g. top
+    candidates per target; None keeps all) and to ``q_value <= q_threshold`` (None
+    keeps all); index reset. ``frame.attrs['nodes']`` records ``names``, so that
+    :func:`evaluate_target_ranking` knows every node even of a filtered frame.
+
+    ``p_value``: an (N, N) array, or a function ``(sorted_score, dst_idx) -> p`` that
+    computes the rows' p-values from their (sorted) scores (no (N, N) p array, no
+    gather). ``p_groups``: optional per-target group ids ([N] ints, e.g. the size of the
+    conditioning set) within which p is non-decreasing along the score order (e.g. a
+    Fisher p-value whose df depends on the group only); the q-values then come from
+    merging the groups instead of sorting all p-values. Either way, the q-values are
+    checked against that claim: the sort is the fallback.
     """
     n = len(names)
-    # Candidate rows (flat src-major positions), self pairs dropped.
-    rows = np.arange(n * n, dtype=np.int64)
-    if exclude_self:
-        rows = rows[rows % (n + 1) != 0]
-    # Sort every candidate by score (stable: ties keep src-major order, NaN last).
+    score = np.ascontiguousarray(np.asarray(columns[sort_by], dtype=np.float64))
+    # Flat src-major positions of the rows, in frame order (one radix sort).
+    rows = frame_order(torch.from_numpy(score), exclude_self).numpy()
+    src_idx, dst_idx = np.divmod(rows, n)
     # np.take: several times faster than fancy / boolean indexing at N^2 rows.
-    score = np.take(np.asarray(columns[sort_by], dtype=np.float64).ravel(), rows)
-    rows = np.take(rows, _argsort(score, descending=True))
-    p_all = np.take(np.asarray(p_value, dtype=np.float64).ravel(), rows)
-    if p_all.size and bool(np.all(p_all[1:] >= p_all[:-1])):
-        # p non-decreasing along the score order (e.g. a Fisher p-value with one df
-        # for every row): that order is a BH order, no second sort needed.
-        q_all = _bh_sorted(p_all)
+    sorted_score = np.take(score.ravel(), rows)
+    if callable(p_value):
+        p_all = np.asarray(p_value(sorted_score, dst_idx), dtype=np.float64)
     else:
-        q_all = bh_qvalues(p_all)
+        p_all = np.take(np.asarray(p_value, dtype=np.float64).ravel(), rows)
+    q_all = _frame_qvalues(p_all, dst_idx, p_groups)
     if keep is not None or q_threshold is not None:
         sel = np.ones(rows.size, dtype=bool)
         if keep is not None:
@@ -116,7 +139,7 @@ def pair_frame(
         if q_threshold is not None:
             sel &= q_all <= q_threshold
         rows, p_all, q_all = rows[sel], p_all[sel], q_all[sel]
-    src_idx, dst_idx = np.divmod(rows, n)
+        src_idx, dst_idx, sorted_score = src_idx[sel], dst_idx[sel], sorted_score[sel]
     # Names as categoricals over the node list: two integer codes per row instead of
     # two Python strings (a 4e6-row frame builds ~10x faster; 1e8 rows fit in memory).
     categories = pd.Index(list(names))
@@ -127,6 +150,9 @@ def pair_frame(
         "dst_idx": dst_idx,
     }
     for key, values in columns.items():
+        if key == sort_by:
+            data[key] = sorted_score
+            continue
         values = np.asarray(values)
         # a broadcast (per-target) column: gather from its one row
         if values.strides[0] == 0:
@@ -138,6 +164,28 @@ def pair_frame(
     frame = pd.DataFrame(data, copy=False)  # one block per column: no consolidation copy
     frame.attrs["nodes"] = list(names)
     return frame
+
+
+def _frame_qvalues(p: np.ndarray, dst_idx: np.ndarray, p_groups: np.ndarray | None) -> np.ndarray:
+    """BH q-values of the frame's rows (in frame order), by the cheapest valid route:
+    p non-decreasing along the rows (one pass), non-decreasing within the groups of
+    ``p_groups[dst]`` (a merge), else a sort."""
+    if p.size == 0 or bool(np.all(p[1:] >= p[:-1])):
+        return _bh_sorted(p)
+    if p_groups is not None:
+        codes, ids = np.unique(np.asarray(p_groups), return_inverse=True)
+        if codes.size <= _MAX_MERGED_GROUPS:
+            group = torch.from_numpy(np.take(ids.astype(np.int64), dst_idx))
+            q = bh_q_grouped(torch.from_numpy(p), group)
+            if q is not None:
+                return q.numpy()
+    return bh_qvalues(p)
+
+
+#: Above this many groups, merging them (a scan of the group ends per row) costs about
+#: as much as sorting the p-values (measured: 8 groups 0.1 s, 16 groups 0.17 s, the
+#: sort 0.2 s at 4e6 rows).
+_MAX_MERGED_GROUPS = 8
 
 
 def top_k_mask(score: np.ndarray, k: int, exclude_self: bool = True) -> np.ndarray:

@@ -1,0 +1,248 @@
+// CPU kernels of the result-frame helpers (host only; no CUDA kernels: frames are
+// built on the host, and the Python wrappers send CUDA tensors to torch):
+//   argsort_stable(x, descending): the stable argsort of a float64 vector, NaN last;
+//   frame_order(score, exclude_self): the same order over the flat positions
+//     i * N + j of an [N, N] score matrix, the diagonal skipped when asked (the row
+//     order of a result frame, src-major on ties);
+//   bh_q_grouped(p, group): Benjamini-Hochberg q-values of p-values that are
+//     non-decreasing within each group (in their order), by merging the groups
+//     instead of sorting.
+//
+// Sorting. The values map to order-preserving 64-bit keys; an LSD radix sort (3
+// passes of 11/11/10 bits) orders 8-byte items (upper 32 key bits, 32-bit position)
+// by the upper half of the key, which keeps equal upper halves in position order;
+// then every run of equal upper halves longer than one is ordered by (lower half,
+// position), which is the stable order of the whole key. For scores, runs are short
+// (the upper half holds the exponent and 20 mantissa bits); a run of NaN (the only
+// key whose upper half is all ones) or of equal lower halves is already in order.
+// Passes whose digit is the same for every key are skipped. -0.0 and +0.0 share one
+// key (they compare equal), so the order matches a stable comparison sort exactly.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include "huge_pages.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <utility>
+#include <vector>
+
+namespace gsnn_fast {
+namespace {
+
+// Digits of the upper 32 key bits: 11, 11 and 10 bits (the first two use kMask).
+constexpr int kDigitBits = 11;
+constexpr int kPasses = 3;
+constexpr uint64_t kMask = (uint64_t{1} << kDigitBits) - 1;
+constexpr size_t kBuckets = size_t{1} << kDigitBits;
+constexpr uint64_t kLow = 0xFFFFFFFFu;
+
+// Unsigned key whose ascending order is the requested order of the values; NaN
+// (any payload) maps to the largest key in both directions.
+inline uint64_t order_key(double v, bool descending) {
+  if (v != v) return ~uint64_t{0};
+  if (v == 0.0) v = 0.0;  // one key for -0.0 and +0.0
+  uint64_t u;
+  std::memcpy(&u, &v, sizeof(u));
+  const uint64_t ascending = (u >> 63) ? ~u : (u | (uint64_t{1} << 63));
+  // Finite and infinite values map into [0x000F..F, 0xFFF0..0] either way (the
+  // complement swaps the ends), below the NaN key ~0: NaN stays last.
+  return descending ? ~ascending : ascending;
+}
+
+// Digit `pass` of an item (upper key half in bits 32..63).
+inline size_t digit(uint64_t item, int pass) {
+  return static_cast<size_t>((item >> (32 + kDigitBits * pass)) & kMask);
+}
+
+}  // namespace
+
+namespace {
+
+// Sorts the m positions that for_each_pos(f) hands to f (ascending, each < 2^32) by
+// the key of xp[pos], stably, into out[0, m). work: 2 m scratch items.
+template <class ForEachPos>
+void sort_positions(const double* xp, int64_t m, bool descending, ForEachPos for_each_pos,
+                    uint64_t* work, int64_t* out) {
+  if (m == 0) return;
+  uint64_t* a = work;
+  uint64_t* b = work + m;
+  // One read of the data: items and every pass's histogram.
+  std::vector<std::array<int64_t, kBuckets>> counts(kPasses);
+  for (auto& c : counts) c.fill(0);
+  int64_t t = 0;
+  for_each_pos([&](uint64_t pos) {
+    const uint64_t item = (order_key(xp[pos], descending) & ~kLow) | pos;
+    a[t++] = item;
+    for (int p = 0; p < kPasses; ++p) ++counts[p][digit(item, p)];
+  });
+  for (int p = 0; p < kPasses; ++p) {
+    auto& c = counts[p];
+    if (c[digit(a[0], p)] == m) continue;  // one digit value: nothing to do
+    int64_t offset = 0;
+    for (size_t d = 0; d < kBuckets; ++d) {
+      const int64_t cnt = c[d];
+      c[d] = offset;
+      offset += cnt;
+    }
+    // Scatter in ascending position: stable.
+    for (int64_t u = 0; u < m; ++u) b[c[digit(a[u], p)]++] = a[u];
+    std::swap(a, b);
+  }
+  // Runs of equal upper halves (in position order): order by (lower half, position).
+  constexpr uint64_t kNanHi = ~kLow;
+  std::vector<uint64_t> run;
+  for (int64_t r0 = 0; r0 < m;) {
+    const uint64_t hi = a[r0] & ~kLow;
+    int64_t r1 = r0 + 1;
+    while (r1 < m && (a[r1] & ~kLow) == hi) ++r1;
+    if (r1 - r0 > 1 && hi != kNanHi) {
+      run.clear();
+      bool sorted = true;
+      for (int64_t u = r0; u < r1; ++u) {
+        const uint64_t pos = a[u] & kLow;
+        run.push_back((order_key(xp[pos], descending) << 32) | pos);
+        sorted = sorted && (u == r0 || (run[run.size() - 2] >> 32) <= (run.back() >> 32));
+      }
+      if (!sorted) std::sort(run.begin(), run.end());
+      for (int64_t u = r0; u < r1; ++u) out[u] = static_cast<int64_t>(run[u - r0] & kLow);
+    } else {
+      for (int64_t u = r0; u < r1; ++u) out[u] = static_cast<int64_t>(a[u] & kLow);
+    }
+    r0 = r1;
+  }
+}
+
+// The int64 output and the sort's scratch for m items.
+std::pair<at::Tensor, at::Tensor> sort_buffers(int64_t m, const at::TensorOptions& opts) {
+  at::Tensor out = at::empty({m}, opts.dtype(at::kLong));
+  at::Tensor work = at::empty({2 * m}, opts.dtype(at::kLong));
+  advise_huge_pages(out);
+  advise_huge_pages(work);
+  return {out, work};
+}
+
+}  // namespace
+
+at::Tensor argsort_stable_cpu(const at::Tensor& x_in, bool descending) {
+  TORCH_CHECK(x_in.dim() == 1, "argsort_stable: x must be 1-d, got ", x_in.sizes());
+  TORCH_CHECK(x_in.scalar_type() == at::kDouble, "argsort_stable: x must be float64, got ",
+              x_in.scalar_type());
+  const at::Tensor x = x_in.contiguous();
+  const int64_t n = x.size(0);
+  TORCH_CHECK(n <= static_cast<int64_t>(kLow),
+              "argsort_stable: at most 2^32 - 1 elements on the CPU, got ", n);
+  auto [out, work] = sort_buffers(n, x.options());
+  sort_positions(
+      x.data_ptr<double>(), n, descending,
+      [n](auto&& f) {
+        for (int64_t t = 0; t < n; ++t) f(static_cast<uint64_t>(t));
+      },
+      reinterpret_cast<uint64_t*>(work.data_ptr<int64_t>()), out.data_ptr<int64_t>());
+  return out;
+}
+
+at::Tensor frame_order_cpu(const at::Tensor& score_in, bool exclude_self) {
+  TORCH_CHECK(score_in.dim() == 2 && score_in.size(0) == score_in.size(1),
+              "frame_order: score must be [N, N], got ", score_in.sizes());
+  TORCH_CHECK(score_in.scalar_type() == at::kDouble, "frame_order: score must be float64, got ",
+              score_in.scalar_type());
+  const at::Tensor score = score_in.contiguous();
+  const int64_t N = score.size(0);
+  TORCH_CHECK(N * N <= static_cast<int64_t>(kLow), "frame_order: N^2 must be below 2^32, got N = ",
+              N);
+  const int64_t m = exclude_self ? N * (N - 1) : N * N;
+  auto [out, work] = sort_buffers(m, score.options());
+  sort_positions(
+      score.data_ptr<double>(), m, true,
+      [N, exclude_self](auto&& f) {
+        for (int64_t i = 0; i < N; ++i)
+          for (int64_t j = 0; j < N; ++j)
+            if (!exclude_self || i != j) f(static_cast<uint64_t>(i * N + j));
+      },
+      reinterpret_cast<uint64_t*>(work.data_ptr<int64_t>()), out.data_ptr<int64_t>());
+  return out;
+}
+
+// BH q-values (see ranking.bh_qvalues: q_(k) = min(min_{l >= k} p_(l) * (m / l), 1)
+// over the ascending order; the same rounded operations, so the same bits, and any
+// order of ties gives them) of p-values that are non-decreasing within each group in
+// their order. The groups are laid out one after the other (one pass), then merged
+// from their ends (the largest p first, k = m down to 1) while the running minimum
+// is taken and each q written to its position: no sort, no merged copy. Returns an
+// empty tensor when some group is not non-decreasing (or a p is NaN): the caller
+// then sorts. Meant for few groups (each step scans the G group ends).
+at::Tensor bh_q_grouped_cpu(const at::Tensor& p_in, const at::Tensor& group_in) {
+  TORCH_CHECK(p_in.dim() == 1 && p_in.scalar_type() == at::kDouble,
+              "bh_q_grouped: p must be a 1-d float64 tensor, got ", p_in.sizes(), " ",
+              p_in.scalar_type());
+  TORCH_CHECK(group_in.sizes() == p_in.sizes() && group_in.scalar_type() == at::kLong,
+              "bh_q_grouped: group must be int64 of the shape of p ", p_in.sizes(), ", got ",
+              group_in.sizes(), " ", group_in.scalar_type());
+  const at::Tensor p = p_in.contiguous(), group = group_in.contiguous();
+  const int64_t m = p.size(0);
+  TORCH_CHECK(m <= static_cast<int64_t>(kLow), "bh_q_grouped: at most 2^32 - 1 p-values, got ",
+              m);
+  const double* pv = p.data_ptr<double>();
+  const int64_t* gv = group.data_ptr<int64_t>();
+  at::Tensor q = at::empty({m}, p.options());
+  advise_huge_pages(q);
+  if (m == 0) return q;
+  int64_t G = 0;
+  for (int64_t t = 0; t < m; ++t) {
+    TORCH_CHECK(gv[t] >= 0 && gv[t] < m, "bh_q_grouped: group[", t, "] = ", gv[t],
+                " is out of range [0, ", m, ")");
+    G = std::max(G, gv[t] + 1);
+  }
+  std::vector<int64_t> start(static_cast<size_t>(G + 1), 0);
+  for (int64_t t = 0; t < m; ++t) ++start[static_cast<size_t>(gv[t]) + 1];
+  for (int64_t g = 0; g < G; ++g) start[g + 1] += start[g];
+  // The groups one after the other: p-values and positions.
+  at::Tensor buf = at::empty({m + (m + 1) / 2}, p.options());
+  advise_huge_pages(buf);
+  double* gp = buf.data_ptr<double>();
+  uint32_t* gpos = reinterpret_cast<uint32_t*>(gp + m);
+  std::vector<int64_t> end(start.begin(), start.end() - 1);  // one past each group's last
+  for (int64_t t = 0; t < m; ++t) {
+    const int64_t g = gv[t];
+    const int64_t k = end[g]++;
+    // not non-decreasing (false for NaN too): no merge
+    if (!(pv[t] >= (k > start[g] ? gp[k - 1] : pv[t]))) return at::empty({0}, p.options());
+    gp[k] = pv[t];
+    gpos[k] = static_cast<uint32_t>(t);
+  }
+  // Merge from the ends: head[g] = one past the next element of group g; cur[g] its
+  // p (-inf once the group is used up).
+  std::vector<int64_t> head(end);
+  std::vector<double> cur(static_cast<size_t>(G));
+  const double none = -std::numeric_limits<double>::infinity();
+  for (int64_t g = 0; g < G; ++g) cur[g] = head[g] > start[g] ? gp[head[g] - 1] : none;
+  // PARITY with ranking._bh_sorted: ranked = p * (m / k); running minimum from the
+  // top; then min(., 1).
+  double* qv = q.data_ptr<double>();
+  const double md = static_cast<double>(m);
+  double running = std::numeric_limits<double>::infinity();
+  for (int64_t k = m; k >= 1; --k) {
+    int64_t best = 0;
+    for (int64_t g = 1; g < G; ++g) best = cur[g] > cur[best] ? g : best;
+    const int64_t e = --head[best];
+    cur[best] = head[best] > start[best] ? gp[head[best] - 1] : none;
+    const double ranked = gp[e] * (md / static_cast<double>(k));
+    running = ranked < running ? ranked : running;
+    qv[gpos[e]] = running < 1.0 ? running : 1.0;
+  }
+  return q;
+}
+
+TORCH_LIBRARY_IMPL(gsnn_fast, CPU, m) {
+  m.impl("argsort_stable", &argsort_stable_cpu);
+  m.impl("frame_order", &frame_order_cpu);
+  m.impl("bh_q_grouped", &bh_q_grouped_cpu);
+}
+
+
+}  // namespace gsnn_fast
