@@ -234,14 +234,12 @@ inline int64_t check_partial_corr_csr(const int64_t* p, int64_t N, const int64_t
                 " > ptr[", j + 1, "] = ", p[j + 1], ")");
     smax = std::max(smax, p[j + 1] - p[j]);
   }
-  TORCH_CHECK(p[N] == nnz, op, ": ptr[N] = ", p[N], " must equal the length of idx (", nnz,
-              ")");
+  TORCH_CHECK(p[N] == nnz, op, ": ptr[N] = ", p[N], " must equal the length of idx (", nnz, ")");
   for (int64_t j = 0; j < N; ++j) {
     for (int64_t e = p[j]; e < p[j + 1]; ++e) {
-      TORCH_CHECK(ix[e] >= 0 && ix[e] < N, op, ": idx[", e, "] = ", ix[e],
-                  " is out of range [0, ", N, ")");
-      TORCH_CHECK(ix[e] != j, op, ": idx[", e, "]: target ", j,
-                  " is in its own conditioning set");
+      TORCH_CHECK(ix[e] >= 0 && ix[e] < N, op, ": idx[", e, "] = ", ix[e], " is out of range [0, ",
+                  N, ")");
+      TORCH_CHECK(ix[e] != j, op, ": idx[", e, "]: target ", j, " is in its own conditioning set");
       TORCH_CHECK(e == p[j] || ix[e - 1] < ix[e], op, ": idx[", p[j], ":", p[j + 1],
                   "] (conditioning set of target ", j, ") must be strictly increasing");
     }
@@ -255,8 +253,7 @@ inline int64_t check_partial_corr_csr(const int64_t* p, int64_t N, const int64_t
 inline void check_pair_corr(const at::Tensor& sum_x, const at::Tensor& sum_y,
                             const at::Tensor& sum_x2, const at::Tensor& sum_y2,
                             const at::Tensor& sum_xy, double n, double tol, int64_t rule,
-                            int64_t agg,
-                            const char* op = "pair_corr") {
+                            int64_t agg, const char* op = "pair_corr") {
   TORCH_CHECK(sum_xy.dim() == 3, op, ": sum_xy must be [P, M, N], got ", sum_xy.sizes());
   const int64_t P = sum_xy.size(0), M = sum_xy.size(1), N = sum_xy.size(2);
   auto f64 = [&](const at::Tensor& t, const char* name, int64_t cols) {
@@ -275,14 +272,12 @@ inline void check_pair_corr(const at::Tensor& sum_x, const at::Tensor& sum_y,
   f64(sum_x2, "sum_x2", M);
   f64(sum_y, "sum_y", N);
   f64(sum_y2, "sum_y2", N);
-  TORCH_CHECK(std::isfinite(n) && n > 0,
-              op, ": n (the sample count) must be a finite number > 0, got ", n);
-  TORCH_CHECK(std::isfinite(tol) && tol >= 0, op, ": tol must be a finite number >= 0, got ",
-              tol);
-  TORCH_CHECK(rule == kZeroVarRelative || rule == kZeroVarAbsolute, op, ": unknown rule ",
-              rule, " (0 = relative, 1 = absolute)");
-  TORCH_CHECK(agg == kAggMean || agg == kAggMax, op, ": unknown agg ", agg,
-              " (0 = mean, 1 = max)");
+  TORCH_CHECK(std::isfinite(n) && n > 0, op,
+              ": n (the sample count) must be a finite number > 0, got ", n);
+  TORCH_CHECK(std::isfinite(tol) && tol >= 0, op, ": tol must be a finite number >= 0, got ", tol);
+  TORCH_CHECK(rule == kZeroVarRelative || rule == kZeroVarAbsolute, op, ": unknown rule ", rule,
+              " (0 = relative, 1 = absolute)");
+  TORCH_CHECK(agg == kAggMean || agg == kAggMax, op, ": unknown agg ", agg, " (0 = mean, 1 = max)");
 }
 
 }  // namespace gsnn_fast

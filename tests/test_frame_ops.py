@@ -67,7 +67,7 @@ def test_opcheck():
 
 
 def test_runs_sharing_the_upper_key_half():
-    """Values equal in their upper 32 bits and differing below (the radix passes see
+    """Values equal in their upper bits and differing below (the radix passes see
     them as ties; the run fix-up must order them), in long, short and reversed runs."""
     rng = np.random.default_rng(7)
     base = np.array([0.3, -0.3, 1e-300, -2.5], np.float64).view(np.uint64)
@@ -76,6 +76,9 @@ def test_runs_sharing_the_upper_key_half():
         lo = rng.integers(0, 2**32, 3000, dtype=np.uint64)
         parts.append(b + np.sort(lo)[::-1])  # lower halves descending within the run
         parts.append(b + rng.integers(0, 4, 50, dtype=np.uint64))  # short runs, ties
+        # equal but for the lowest 12 bits (below the radix passes' key bits at this
+        # size), lower bits descending: one long run for the fix-up to reverse
+        parts.append(b + np.arange(3000, dtype=np.uint64)[::-1])
     v = np.concatenate(parts).view(np.float64)
     v = np.concatenate([v, rng.standard_normal(5000), [np.nan] * 10, [0.3] * 5])
     rng.shuffle(v)

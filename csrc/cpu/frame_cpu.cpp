@@ -8,14 +8,15 @@
 //     non-decreasing within each group (in their order), by merging the groups
 //     instead of sorting.
 //
-// Sorting. The values map to order-preserving 64-bit keys; an LSD radix sort (3
-// passes of 11/11/10 bits) orders 8-byte items (upper 32 key bits, 32-bit position)
-// by the upper half of the key, which keeps equal upper halves in position order;
-// then every run of equal upper halves longer than one is ordered by (lower half,
-// position), which is the stable order of the whole key. For scores, runs are short
-// (the upper half holds the exponent and 20 mantissa bits); a run of NaN (the only
-// key whose upper half is all ones) or of equal lower halves is already in order.
-// Passes whose digit is the same for every key are skipped. -0.0 and +0.0 share one
+// Sorting. The values map to order-preserving 64-bit keys. An item is one 64-bit
+// word: the upper 64 - b bits of the key above a b-bit position (b = the bits of the
+// largest position: 22 for 4e6 rows). An LSD radix sort (11-bit digits: 4 passes for
+// b = 22) orders the items by those key bits, keeping position order among equal
+// ones; then every run of equal key bits longer than one is ordered by (lower key
+// bits, position), which is the stable order of the whole key. Runs are rare (the
+// item holds the exponent and 30 mantissa bits at b = 22), so this fix-up is nearly
+// a copy; a run of NaN (the only key whose upper bits are all ones) is already in
+// order. Passes whose digit is the same for every key are skipped. -0.0 and +0.0 share one
 // key (they compare equal), so the order matches a stable comparison sort exactly.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -34,9 +35,8 @@
 namespace gsnn_fast {
 namespace {
 
-// Digits of the upper 32 key bits: 11, 11 and 10 bits (the first two use kMask).
+// Radix digits of 11 bits (2048 buckets: the scatter's write heads stay in cache).
 constexpr int kDigitBits = 11;
-constexpr int kPasses = 3;
 constexpr uint64_t kMask = (uint64_t{1} << kDigitBits) - 1;
 constexpr size_t kBuckets = size_t{1} << kDigitBits;
 constexpr uint64_t kLow = 0xFFFFFFFFu;
@@ -54,33 +54,35 @@ inline uint64_t order_key(double v, bool descending) {
   return descending ? ~ascending : ascending;
 }
 
-// Digit `pass` of an item (upper key half in bits 32..63).
-inline size_t digit(uint64_t item, int pass) {
-  return static_cast<size_t>((item >> (32 + kDigitBits * pass)) & kMask);
-}
-
 }  // namespace
 
 namespace {
 
-// Sorts the m positions that for_each_pos(f) hands to f (ascending, each < 2^32) by
-// the key of xp[pos], stably, into out[0, m). work: 2 m scratch items.
+// Sorts the m positions that for_each_pos(f) hands to f (ascending, each <= max_pos
+// < 2^32) by the key of xp[pos], stably, into out[0, m). work: 2 m scratch items.
 template <class ForEachPos>
-void sort_positions(const double* xp, int64_t m, bool descending, ForEachPos for_each_pos,
-                    uint64_t* work, int64_t* out) {
+void sort_positions(const double* xp, int64_t m, uint64_t max_pos, bool descending,
+                    ForEachPos for_each_pos, uint64_t* work, int64_t* out) {
   if (m == 0) return;
+  int pos_bits = 1;
+  while (pos_bits < 32 && (max_pos >> pos_bits) != 0) ++pos_bits;
+  const uint64_t pos_mask = (uint64_t{1} << pos_bits) - 1;
+  const int passes = (64 - pos_bits + kDigitBits - 1) / kDigitBits;
+  auto digit = [pos_bits](uint64_t item, int pass) {
+    return static_cast<size_t>((item >> (pos_bits + kDigitBits * pass)) & kMask);
+  };
   uint64_t* a = work;
   uint64_t* b = work + m;
   // One read of the data: items and every pass's histogram.
-  std::vector<std::array<int64_t, kBuckets>> counts(kPasses);
+  std::vector<std::array<int64_t, kBuckets>> counts(static_cast<size_t>(passes));
   for (auto& c : counts) c.fill(0);
   int64_t t = 0;
   for_each_pos([&](uint64_t pos) {
-    const uint64_t item = (order_key(xp[pos], descending) & ~kLow) | pos;
+    const uint64_t item = (order_key(xp[pos], descending) & ~pos_mask) | pos;
     a[t++] = item;
-    for (int p = 0; p < kPasses; ++p) ++counts[p][digit(item, p)];
+    for (int p = 0; p < passes; ++p) ++counts[p][digit(item, p)];
   });
-  for (int p = 0; p < kPasses; ++p) {
+  for (int p = 0; p < passes; ++p) {
     auto& c = counts[p];
     if (c[digit(a[0], p)] == m) continue;  // one digit value: nothing to do
     int64_t offset = 0;
@@ -93,25 +95,26 @@ void sort_positions(const double* xp, int64_t m, bool descending, ForEachPos for
     for (int64_t u = 0; u < m; ++u) b[c[digit(a[u], p)]++] = a[u];
     std::swap(a, b);
   }
-  // Runs of equal upper halves (in position order): order by (lower half, position).
-  constexpr uint64_t kNanHi = ~kLow;
+  // Runs of equal key bits (in position order): order by (lower key bits, position).
+  const uint64_t nan_hi = ~pos_mask;
   std::vector<uint64_t> run;
   for (int64_t r0 = 0; r0 < m;) {
-    const uint64_t hi = a[r0] & ~kLow;
+    const uint64_t hi = a[r0] & ~pos_mask;
     int64_t r1 = r0 + 1;
-    while (r1 < m && (a[r1] & ~kLow) == hi) ++r1;
-    if (r1 - r0 > 1 && hi != kNanHi) {
+    while (r1 < m && (a[r1] & ~pos_mask) == hi) ++r1;
+    if (r1 - r0 > 1 && hi != nan_hi) {
       run.clear();
       bool sorted = true;
       for (int64_t u = r0; u < r1; ++u) {
-        const uint64_t pos = a[u] & kLow;
-        run.push_back((order_key(xp[pos], descending) << 32) | pos);
-        sorted = sorted && (u == r0 || (run[run.size() - 2] >> 32) <= (run.back() >> 32));
+        const uint64_t pos = a[u] & pos_mask;
+        run.push_back(((order_key(xp[pos], descending) & pos_mask) << pos_bits) | pos);
+        sorted =
+            sorted && (u == r0 || (run[run.size() - 2] >> pos_bits) <= (run.back() >> pos_bits));
       }
       if (!sorted) std::sort(run.begin(), run.end());
-      for (int64_t u = r0; u < r1; ++u) out[u] = static_cast<int64_t>(run[u - r0] & kLow);
+      for (int64_t u = r0; u < r1; ++u) out[u] = static_cast<int64_t>(run[u - r0] & pos_mask);
     } else {
-      for (int64_t u = r0; u < r1; ++u) out[u] = static_cast<int64_t>(a[u] & kLow);
+      for (int64_t u = r0; u < r1; ++u) out[u] = static_cast<int64_t>(a[u] & pos_mask);
     }
     r0 = r1;
   }
@@ -138,7 +141,7 @@ at::Tensor argsort_stable_cpu(const at::Tensor& x_in, bool descending) {
               "argsort_stable: at most 2^32 - 1 elements on the CPU, got ", n);
   auto [out, work] = sort_buffers(n, x.options());
   sort_positions(
-      x.data_ptr<double>(), n, descending,
+      x.data_ptr<double>(), n, static_cast<uint64_t>(n - 1), descending,
       [n](auto&& f) {
         for (int64_t t = 0; t < n; ++t) f(static_cast<uint64_t>(t));
       },
@@ -153,12 +156,12 @@ at::Tensor frame_order_cpu(const at::Tensor& score_in, bool exclude_self) {
               score_in.scalar_type());
   const at::Tensor score = score_in.contiguous();
   const int64_t N = score.size(0);
-  TORCH_CHECK(N * N <= static_cast<int64_t>(kLow), "frame_order: N^2 must be below 2^32, got N = ",
-              N);
+  TORCH_CHECK(N * N <= static_cast<int64_t>(kLow),
+              "frame_order: N^2 must be below 2^32, got N = ", N);
   const int64_t m = exclude_self ? N * (N - 1) : N * N;
   auto [out, work] = sort_buffers(m, score.options());
   sort_positions(
-      score.data_ptr<double>(), m, true,
+      score.data_ptr<double>(), m, static_cast<uint64_t>(N * N - 1), true,
       [N, exclude_self](auto&& f) {
         for (int64_t i = 0; i < N; ++i)
           for (int64_t j = 0; j < N; ++j)
@@ -185,8 +188,7 @@ at::Tensor bh_q_grouped_cpu(const at::Tensor& p_in, const at::Tensor& group_in) 
               group_in.sizes(), " ", group_in.scalar_type());
   const at::Tensor p = p_in.contiguous(), group = group_in.contiguous();
   const int64_t m = p.size(0);
-  TORCH_CHECK(m <= static_cast<int64_t>(kLow), "bh_q_grouped: at most 2^32 - 1 p-values, got ",
-              m);
+  TORCH_CHECK(m <= static_cast<int64_t>(kLow), "bh_q_grouped: at most 2^32 - 1 p-values, got ", m);
   const double* pv = p.data_ptr<double>();
   const int64_t* gv = group.data_ptr<int64_t>();
   at::Tensor q = at::empty({m}, p.options());
@@ -243,6 +245,5 @@ TORCH_LIBRARY_IMPL(gsnn_fast, CPU, m) {
   m.impl("frame_order", &frame_order_cpu);
   m.impl("bh_q_grouped", &bh_q_grouped_cpu);
 }
-
 
 }  // namespace gsnn_fast

@@ -562,7 +562,6 @@ at::Tensor partial_corr_cpu(const at::Tensor& corr_in, const at::Tensor& cov_xy_
   return out;
 }
 
-
 // gsnn_fast::pair_partial_corr: the partial correlation of every layer pair from the
 // streaming sums, and its aggregation over pairs (MagnitudeEdgeInferer.score_matrices
 // with score='partial' and the relative zero-variance rule, in one call).
@@ -589,15 +588,16 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
                   agg, kOp);
   TORCH_CHECK(sum_xy_in.size(1) == sum_xy_in.size(2), kOp, ": sum_xy must be [P, N, N], got ",
               sum_xy_in.sizes());
-  TORCH_CHECK(sum_xx_in.sizes() == sum_xy_in.sizes(), kOp, ": sum_xx must have the shape of sum_xy ",
-              sum_xy_in.sizes(), ", got ", sum_xx_in.sizes());
+  TORCH_CHECK(sum_xx_in.sizes() == sum_xy_in.sizes(), kOp,
+              ": sum_xx must have the shape of sum_xy ", sum_xy_in.sizes(), ", got ",
+              sum_xx_in.sizes());
   TORCH_CHECK(sum_xx_in.scalar_type() == at::kDouble, kOp, ": sum_xx must be float64, got ",
               sum_xx_in.scalar_type());
   TORCH_CHECK(std::isfinite(ridge) && ridge >= 0, kOp, ": ridge must be a finite number >= 0, got ",
               ridge);
   const int64_t P = sum_xy_in.size(0), N = sum_xy_in.size(1), NN = N * N;
-  TORCH_CHECK(ptr_in.dim() == 1 && ptr_in.size(0) == N + 1, kOp, ": ptr must be [N + 1] = [",
-              N + 1, "] offsets, got ", ptr_in.sizes());
+  TORCH_CHECK(ptr_in.dim() == 1 && ptr_in.size(0) == N + 1, kOp, ": ptr must be [N + 1] = [", N + 1,
+              "] offsets, got ", ptr_in.sizes());
   TORCH_CHECK(idx_in.dim() == 1, kOp, ": idx must be 1-d, got ", idx_in.sizes());
   TORCH_CHECK(ptr_in.scalar_type() == at::kLong && idx_in.scalar_type() == at::kLong, kOp,
               ": ptr and idx must be int64, got ", ptr_in.scalar_type(), " and ",
@@ -685,8 +685,8 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
         const int64_t xi = p * N + i;
         for (const int64_t j : empty_cols) {
           const int64_t yj = p * N + j;
-          dst[i * N + j] = pair_corr_value<PairCorrScalar>(
-              a[j], n, mxi, m.var_x[xi], m.zero_x[xi], m.mean_y[yj], m.var_y[yj], m.zero_y[yj]);
+          dst[i * N + j] = pair_corr_value<PairCorrScalar>(a[j], n, mxi, m.var_x[xi], m.zero_x[xi],
+                                                           m.mean_y[yj], m.var_y[yj], m.zero_y[yj]);
         }
       }
     });
