@@ -60,7 +60,12 @@ def make_case(P, B, N, seed, big=0):
 @pytest.mark.parametrize("agg", AGGS)
 @pytest.mark.parametrize("per_pair", [True, False])
 @pytest.mark.parametrize("ridge", [0.0, 1e-8])
-def test_equals_composition_bit_for_bit(agg, per_pair, ridge):
+@pytest.mark.parametrize("isa", ["native", "avx2", "baseline"])
+def test_equals_composition_bit_for_bit(monkeypatch, agg, per_pair, ridge, isa):
+    """Every SIMD variant (GSNN_FAST_PARTIAL_CORR_ISA caps it: the moments and the
+    systems) gives the bits of the composition."""
+    if isa != "native":
+        monkeypatch.setenv("GSNN_FAST_PARTIAL_CORR_ISA", isa)
     for P, B, N, big in [(1, 7, 9, 0), (3, 40, 30, 0), (2, 120, 90, 70)]:
         sums, n, ptr, idx, *_ = make_case(P, B, N, seed=P + N, big=big)
         got = pair_partial_corr(*sums, ptr, idx, n, ridge, TOL, agg, per_pair)

@@ -373,12 +373,60 @@ GSNN_ALWAYS_INLINE void run_big_chunk(const Ctx& c, int64_t p, int64_t j, const 
   for (int64_t k = 0; k < n; ++k) oc[k * N] = sc.res[k];
 }
 
+// One row i of one pair's moments for pair_partial_corr (the arguments of
+// moments_row). PARITY: each element is one rounding per operation, in the order of
+// the scalar code (cov: sum / n - mean_x[i] * mean[j]; corr: pair_corr_value), lane
+// by lane; the scalar tail runs the same sequence.
+struct MomentsRow {
+  int64_t N;
+  double n, mxi, vxi, zxi;
+  const double* sxy;  // sum_xy[p] row i
+  const double* sxx;  // sum_xx[p] row i, or null: cov_xx row not needed
+  const double* mx;   // mean_x[p]
+  const double* my;   // mean_y[p]
+  const double* vy;   // var_y[p] (as computed, not NaN-ed)
+  const double* zy;   // zero_y[p] flags
+  double* cxy;        // cov_xy row i
+  double* cxx;        // cov_xx row i (when sxx)
+  double* corr;       // corr row i, or null: not needed
+};
+
+template <class V>
+GSNN_ALWAYS_INLINE void moments_row(const MomentsRow& a) {
+  using VL = VecLanes<V>;
+  constexpr int64_t W = VL::kWidth;
+  const V vn = VL::splat(a.n), vmx = VL::splat(a.mxi);
+  const V vvx = VL::splat(a.vxi), vzx = VL::splat(a.zxi);
+  int64_t j = 0;
+  for (; j + W <= a.N; j += W) {
+    const V sxy = VL::load(a.sxy + j), my = VL::load(a.my + j);
+    VL::store(a.cxy + j, VL::sub(VL::div(sxy, vn), VL::mul(vmx, my)));
+    if (a.sxx) {
+      VL::store(a.cxx + j,
+                VL::sub(VL::div(VL::load(a.sxx + j), vn), VL::mul(vmx, VL::load(a.mx + j))));
+    }
+    if (a.corr) {
+      VL::store(a.corr + j, pair_corr_value<VL>(sxy, vn, vmx, vvx, vzx, my, VL::load(a.vy + j),
+                                                VL::load(a.zy + j)));
+    }
+  }
+  for (; j < a.N; ++j) {
+    a.cxy[j] = sub_rn(div_rn(a.sxy[j], a.n), mul_rn(a.mxi, a.my[j]));
+    if (a.sxx) a.cxx[j] = sub_rn(div_rn(a.sxx[j], a.n), mul_rn(a.mxi, a.mx[j]));
+    if (a.corr) {
+      a.corr[j] = pair_corr_value<PairCorrScalar>(a.sxy[j], a.n, a.mxi, a.vxi, a.zxi, a.my[j],
+                                                  a.vy[j], a.zy[j]);
+    }
+  }
+}
+
 // One ISA variant of the three task kinds.
 struct Kernels {
   void (*block)(const Ctx&, int64_t, int64_t, Scratch&);
   void (*big_chunk)(const Ctx&, int64_t, int64_t, const System*, int64_t, int64_t, Scratch&);
   bool (*factor)(const double*, int64_t, const int64_t*, int64_t, double, double, double*, double*,
                  double*);
+  void (*moments)(const MomentsRow&);
   const char* name;
 };
 
@@ -393,7 +441,8 @@ struct Kernels {
   target bool factor_##suffix(const double* cxx_p, int64_t N, const int64_t* S, int64_t s,  \
                               double ridge, double tol, double* Lp, double* g, double* z) { \
     return factor_big<V, FMR>(cxx_p, N, S, s, ridge, tol, Lp, g, z);                        \
-  }
+  }                                                                                         \
+  target void moments_##suffix(const MomentsRow& a) { moments_row<V>(a); }
 
 #if GSNN_HAVE_CLONES
 // AVX-512F: 4 rows x 4 zmm lane groups (16 accumulators of 32 registers).
@@ -412,11 +461,11 @@ Kernels pick_kernels() {
 #if GSNN_HAVE_CLONES
   __builtin_cpu_init();
   if (cap != "avx2" && cap != "baseline" && __builtin_cpu_supports("avx512f"))
-    return {&block_avx512, &big_chunk_avx512, &factor_avx512, "avx512f"};
+    return {&block_avx512, &big_chunk_avx512, &factor_avx512, &moments_avx512, "avx512f"};
   if (cap != "baseline" && __builtin_cpu_supports("avx2"))
-    return {&block_avx2, &big_chunk_avx2, &factor_avx2, "avx2"};
+    return {&block_avx2, &big_chunk_avx2, &factor_avx2, &moments_avx2, "avx2"};
 #endif
-  return {&block_base, &big_chunk_base, &factor_base, "baseline"};
+  return {&block_base, &big_chunk_base, &factor_base, &moments_base, "baseline"};
 }
 
 // Runs task(t, scratch) for t in [0, n) on the intra-op threads; each worker
@@ -576,8 +625,9 @@ at::Tensor partial_corr_cpu(const at::Tensor& corr_in, const at::Tensor& cov_xy_
 // the pure-torch aggregation of the Python fallback give (the CUDA path; see
 // gsnn_fast._ops.pair_partial_corr). The [N, N] scratch matrices are reused across
 // pairs; cov_xx is formed only on the rows that some conditioning set reads, corr
-// only in the columns of targets with an empty set (written straight into the
-// output, which the systems' pass then leaves as it is there).
+// only when some target has an empty set (written straight into the output, which
+// the systems' pass then leaves as it is in those columns). The moments run on the
+// SIMD variant of the systems (GSNN_FAST_PARTIAL_CORR_ISA).
 std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
     const at::Tensor& sum_x_in, const at::Tensor& sum_y_in, const at::Tensor& sum_x2_in,
     const at::Tensor& sum_y2_in, const at::Tensor& sum_xy_in, const at::Tensor& sum_xx_in,
@@ -619,6 +669,7 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
     return {pairs, out};
   }
   const int32_t ag = static_cast<int32_t>(agg);
+  const Kernels kern = pick_kernels();
 
   // Node moments of every pair (as pair_corr), and the variances the systems take.
   at::Tensor node = at::empty({3 * P * 2 * N + 2 * N}, opts);
@@ -640,9 +691,9 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
   // Rows of cov_xx that some system reads (its sets' members), and the targets whose
   // column is corr (empty sets).
   std::vector<char> need_row(static_cast<size_t>(N), 0);
-  std::vector<int64_t> empty_cols;
+  bool any_empty = false;
   for (int64_t j = 0; j < N; ++j) {
-    if (pp[j + 1] == pp[j]) empty_cols.push_back(j);
+    any_empty = any_empty || pp[j + 1] == pp[j];
     for (int64_t e = pp[j]; e < pp[j + 1]; ++e) need_row[static_cast<size_t>(ix[e])] = 1;
   }
   // cov_xy and cov_xx of one pair; the pair's output when per_pair is false; the
@@ -668,26 +719,17 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
       vx[i] = m.zero_x[p * N + i] != 0.0 ? nan_d() : m.var_x[p * N + i];
       vy[i] = m.zero_y[p * N + i] != 0.0 ? nan_d() : m.var_y[p * N + i];
     }
+    // The corr rows go straight into the output (whole rows, vectorised): the
+    // systems' pass copies the corr columns of empty sets onto themselves and
+    // overwrites every other column.
     at::parallel_for(0, N, grain, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
-        const double mxi = mx[i];
-        const double* a = sxy + i * N;
-        double* o = cxy + i * N;
-        // PARITY: sum / n - mean_x[i] * mean[j], one rounding each.
-        for (int64_t j = 0; j < N; ++j) o[j] = sub_rn(div_rn(a[j], n), mul_rn(mxi, my[j]));
-        if (need_row[static_cast<size_t>(i)]) {
-          const double* b = sxx + i * N;
-          double* q = cxx + i * N;
-          for (int64_t j = 0; j < N; ++j) q[j] = sub_rn(div_rn(b[j], n), mul_rn(mxi, mx[j]));
-        }
-        // The corr columns go straight into the output: the systems' pass below
-        // copies a corr column onto itself and writes every other column.
         const int64_t xi = p * N + i;
-        for (const int64_t j : empty_cols) {
-          const int64_t yj = p * N + j;
-          dst[i * N + j] = pair_corr_value<PairCorrScalar>(a[j], n, mxi, m.var_x[xi], m.zero_x[xi],
-                                                           m.mean_y[yj], m.var_y[yj], m.zero_y[yj]);
-        }
+        const bool row = need_row[static_cast<size_t>(i)] != 0;
+        kern.moments(MomentsRow{N, n, mx[i], m.var_x[xi], m.zero_x[xi], sxy + i * N,
+                                row ? sxx + i * N : nullptr, mx, my, m.var_y + p * N,
+                                m.zero_y + p * N, cxy + i * N, cxx + i * N,
+                                any_empty ? dst + i * N : nullptr});
       }
     });
     const Ctx c{dst, cxy, cxx, vx, vy, dst, pp, ix, 1, N, ridge, tol};
