@@ -55,6 +55,8 @@ TORCH_LIBRARY(gsnn_fast, m) {
   // Benjamini-Hochberg q-values of p-values non-decreasing within each group (by
   // merging the groups), or an empty tensor if they are not; CPU only.
   m.def("bh_q_grouped(Tensor p, Tensor group) -> Tensor");
+  // The first k rows of each target (non-NaN score) of a frame in frame order; CPU only.
+  m.def("top_k_rows(Tensor dst, Tensor score, int k) -> Tensor");
 }
 
 namespace {

@@ -394,3 +394,14 @@ def bh_q_grouped(p: torch.Tensor, group: torch.Tensor) -> torch.Tensor | None:
     [0, len(p))."""
     q = torch.ops.gsnn_fast.bh_q_grouped.default(p, group)
     return q if q.numel() == p.numel() else None
+
+
+@torch.library.register_fake("gsnn_fast::top_k_rows")
+def _top_k_rows_fake(dst, score, k):
+    return dst.new_empty(dst.shape, dtype=torch.bool)
+
+
+def top_k_rows(dst: torch.Tensor, score: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool mask of the rows (in frame order) that are among the first ``k`` rows of
+    their target ``dst`` (int64 ids in [0, len(dst))) with a non-NaN float64 ``score``."""
+    return torch.ops.gsnn_fast.top_k_rows.default(dst, score, int(k))

@@ -5,10 +5,17 @@ q-value routes."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from gsnn_fast._ops import argsort_stable, argsort_stable_torch, bh_q_grouped, frame_order
+from gsnn_fast._ops import (
+    argsort_stable,
+    argsort_stable_torch,
+    bh_q_grouped,
+    frame_order,
+    top_k_rows,
+)
 from gsnn_fast.inference import ranking
 
 
@@ -197,3 +204,50 @@ def test_pair_frame_q_values_by_every_route(groups):
     q_ref[off] = ranking.bh_qvalues(p_full[off])
     want = q_ref[res["src_idx"].to_numpy(), res["dst_idx"].to_numpy()]
     assert np.array_equal(res["q_value"].to_numpy().view(np.int64), want.view(np.int64))
+
+
+# ------------------------------------------------------------------ top_k_rows
+
+
+def test_top_k_rows_first_k_non_nan_rows_per_target():
+    rng = np.random.default_rng(12)
+    m = 3000
+    dst = rng.integers(0, 40, m)
+    score = np.round(rng.uniform(-1, 1, m), 1)
+    score[rng.random(m) < 0.2] = np.nan
+    for k in (1, 3, 200):
+        got = top_k_rows(torch.from_numpy(dst), torch.from_numpy(score), k).numpy()
+        seen: dict[int, int] = {}
+        want = np.zeros(m, dtype=bool)
+        for t in range(m):
+            if not np.isnan(score[t]) and seen.get(dst[t], 0) < k:
+                seen[dst[t]] = seen.get(dst[t], 0) + 1
+                want[t] = True
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(RuntimeError, match="top_k_rows: k must be >= 1"):
+        top_k_rows(torch.from_numpy(dst), torch.from_numpy(score), 0)
+    with pytest.raises(RuntimeError, match="top_k_rows: score must be float64"):
+        top_k_rows(torch.from_numpy(dst), torch.from_numpy(score).float(), 2)
+    torch.library.opcheck(
+        torch.ops.gsnn_fast.top_k_rows.default, (torch.from_numpy(dst), torch.from_numpy(score), 2)
+    )
+
+
+@pytest.mark.parametrize("exclude_self", [True, False])
+def test_pair_frame_top_k_is_the_full_frame_filtered(exclude_self):
+    """top_k keeps, of the full frame, each target's k best non-NaN sources (ties to the
+    lower source index), with the full frame's q-values."""
+    rng = np.random.default_rng(13)
+    n = 50
+    score = np.round(rng.uniform(-1, 1, (n, n)), 1)  # many ties
+    score[rng.random((n, n)) < 0.2] = np.nan
+    names = [f"n{i}" for i in range(n)]
+    p = ranking.fisher_p_values(score, 40.0)
+    full = ranking.pair_frame(names, {"corr": score}, p, "corr", exclude_self=exclude_self)
+    top = ranking.pair_frame(names, {"corr": score}, p, "corr", exclude_self, top_k=3)
+    ranked = full.dropna(subset=["corr"]).sort_values(
+        ["dst_idx", "corr", "src_idx"], ascending=[True, False, True]
+    )
+    want = ranked.groupby("dst_idx").head(3)
+    want = full.loc[sorted(want.index)].reset_index(drop=True)  # frame order
+    pd.testing.assert_frame_equal(top, want)

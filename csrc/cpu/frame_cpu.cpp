@@ -6,7 +6,8 @@
 //     order of a result frame, src-major on ties);
 //   bh_q_grouped(p, group): Benjamini-Hochberg q-values of p-values that are
 //     non-decreasing within each group (in their order), by merging the groups
-//     instead of sorting.
+//     instead of sorting;
+//   top_k_rows(dst, score, k): the first k rows of each target in frame order.
 //
 // Sorting. The values map to order-preserving 64-bit keys. An item is one 64-bit
 // word: the upper 64 - b bits of the key above a b-bit position (b = the bits of the
@@ -240,7 +241,40 @@ at::Tensor bh_q_grouped_cpu(const at::Tensor& p_in, const at::Tensor& group_in) 
   return q;
 }
 
+// keep[t]: row t is among the first k rows of its target dst[t] whose score is not
+// NaN (rows in frame order: the k best sources of each target, ties to the earlier
+// row). One pass with a counter per target.
+at::Tensor top_k_rows_cpu(const at::Tensor& dst_in, const at::Tensor& score_in, int64_t k) {
+  TORCH_CHECK(dst_in.dim() == 1 && dst_in.scalar_type() == at::kLong,
+              "top_k_rows: dst must be a 1-d int64 tensor, got ", dst_in.sizes(), " ",
+              dst_in.scalar_type());
+  TORCH_CHECK(score_in.sizes() == dst_in.sizes() && score_in.scalar_type() == at::kDouble,
+              "top_k_rows: score must be float64 of the shape of dst ", dst_in.sizes(), ", got ",
+              score_in.sizes(), " ", score_in.scalar_type());
+  TORCH_CHECK(k >= 1, "top_k_rows: k must be >= 1, got ", k);
+  const at::Tensor dst = dst_in.contiguous(), score = score_in.contiguous();
+  const int64_t m = dst.size(0);
+  const int64_t* d = dst.data_ptr<int64_t>();
+  const double* sc = score.data_ptr<double>();
+  int64_t n_targets = 0;
+  for (int64_t t = 0; t < m; ++t) {
+    TORCH_CHECK(d[t] >= 0 && d[t] < m, "top_k_rows: dst[", t, "] = ", d[t],
+                " is out of range [0, ", m, ")");
+    n_targets = std::max(n_targets, d[t] + 1);
+  }
+  std::vector<int64_t> taken(static_cast<size_t>(n_targets), 0);
+  at::Tensor keep = at::empty({m}, dst.options().dtype(at::kBool));
+  bool* kp = keep.data_ptr<bool>();
+  for (int64_t t = 0; t < m; ++t) {
+    const bool ok = sc[t] == sc[t] && taken[d[t]] < k;
+    taken[d[t]] += ok ? 1 : 0;
+    kp[t] = ok;
+  }
+  return keep;
+}
+
 TORCH_LIBRARY_IMPL(gsnn_fast, CPU, m) {
+  m.impl("top_k_rows", &top_k_rows_cpu);
   m.impl("argsort_stable", &argsort_stable_cpu);
   m.impl("frame_order", &frame_order_cpu);
   m.impl("bh_q_grouped", &bh_q_grouped_cpu);

@@ -712,16 +712,13 @@ class MagnitudeEdgeInferer:
             columns["n_cond"] = np.broadcast_to(self.n_cond[None, :], (N, N))
         for p in range(self.n_pairs):
             columns[f"corr_a{p}_g{p + 1}"] = pairs[p]
-        keep = None
-        if top_k is not None:
-            keep = ranking.top_k_mask(agg, int(top_k), exclude_self=exclude_self)
         return ranking.pair_frame(
             self.function_nodes,
             columns,
             p_value,
             "corr",
             exclude_self=exclude_self,
-            keep=keep,
+            top_k=None if top_k is None else int(top_k),
             q_threshold=q_threshold,
             # Fisher p is monotone in r for one df: per target-set size, p follows r
             p_groups=self.n_cond if score == "partial" else None,
