@@ -258,8 +258,8 @@ at::Tensor top_k_rows_cpu(const at::Tensor& dst_in, const at::Tensor& score_in, 
   const double* sc = score.data_ptr<double>();
   int64_t n_targets = 0;
   for (int64_t t = 0; t < m; ++t) {
-    TORCH_CHECK(d[t] >= 0 && d[t] < m, "top_k_rows: dst[", t, "] = ", d[t],
-                " is out of range [0, ", m, ")");
+    TORCH_CHECK(d[t] >= 0 && d[t] < m, "top_k_rows: dst[", t, "] = ", d[t], " is out of range [0, ",
+                m, ")");
     n_targets = std::max(n_targets, d[t] + 1);
   }
   std::vector<int64_t> taken(static_cast<size_t>(n_targets), 0);
