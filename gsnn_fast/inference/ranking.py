@@ -121,6 +121,10 @@ def pair_frame(
     merging the groups instead of sorting all p-values. Either way, the q-values are
     checked against that claim: the sort is the fallback.
     """
+    if top_k is not None and (
+        isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1
+    ):
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
     n = len(names)
     score = np.ascontiguousarray(np.asarray(columns[sort_by], dtype=np.float64))
     # Flat src-major positions of the rows, in frame order (one radix sort).
@@ -136,8 +140,6 @@ def pair_frame(
     if top_k is not None or q_threshold is not None:
         sel = np.ones(rows.size, dtype=bool)
         if top_k is not None:
-            if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-                raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
             # rows are in score order (ties src-major): each target's first k rows
             sel &= top_k_rows(
                 torch.from_numpy(dst_idx), torch.from_numpy(sorted_score), int(top_k)
