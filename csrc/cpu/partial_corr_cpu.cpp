@@ -44,6 +44,7 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "../checks.h"
@@ -161,7 +162,8 @@ struct AlignedBuf {
   }
 };
 
-// Inputs of one call.
+// Inputs of one call. cxy / cxx: the covariances [P, N, N] (MatSrc), or the sums
+// sum_xy / sum_xx with the means and n (SumSrc: covariances formed when read).
 struct Ctx {
   const double* corr;
   const double* cxy;
@@ -173,6 +175,80 @@ struct Ctx {
   const int64_t* idx;
   int64_t P, N;
   double ridge, tol;
+  const double* mean_x = nullptr;  // [P, N] (SumSrc)
+  const double* mean_y = nullptr;  // [P, N] (SumSrc)
+  double n = 0.0;                  // sample count (SumSrc)
+};
+
+// The covariances of pair p as the systems read them: entries xy(i, j), xx(r, c) and
+// rows of B = cov_xx[S, i0 ...] (xx_rows). MatSrc reads precomputed matrices
+// (partial_corr); SumSrc forms each value from the streaming sums when it is read
+// (pair_partial_corr): cov = sum / n - mean_r * mean_c, one rounding per operation,
+// the value a precomputed matrix would hold.
+struct MatSrc {
+  PlainMat xy, xx;
+  static MatSrc of(const Ctx& c, int64_t p) {
+    const int64_t NN = c.N * c.N;
+    return MatSrc{PlainMat{c.cxy + p * NN, c.N}, PlainMat{c.cxx + p * NN, c.N}};
+  }
+  PlainRows xx_rows(const int64_t* S, int64_t i0) const { return PlainRows{xx.p + i0, S, xx.N}; }
+  // cov_xy(i, j0 .. j0 + nb) into out[0, nb).
+  template <class VL>
+  GSNN_ALWAYS_INLINE void xy_row(int64_t i, int64_t j0, int64_t nb, double* out) const {
+    std::memcpy(out, xy.p + i * xy.N + j0, static_cast<size_t>(nb) * sizeof(double));
+  }
+};
+
+struct SumMat {
+  const double* sum;
+  const double* mr;
+  const double* mc;
+  double n;
+  int64_t N;
+  double operator()(int64_t r, int64_t c) const {
+    return sub_rn(div_rn(sum[r * N + c], n), mul_rn(mr[r], mc[c]));
+  }
+};
+
+// Rows of B = cov_xx[S, i0 ...] from the sums: lane by lane the operations of SumMat.
+struct SumRows {
+  const double* sum;
+  const double* mx;
+  double n;
+  int64_t N;
+  const int64_t* S;
+  int64_t i0;
+  template <class V>
+  GSNN_ALWAYS_INLINE typename V::T load(int64_t a, int64_t off) const {
+    const int64_t r = S[a];
+    return V::sub(V::div(V::load(sum + r * N + i0 + off), V::splat(n)),
+                  V::mul(V::splat(mx[r]), V::load(mx + i0 + off)));
+  }
+};
+
+struct SumSrc {
+  SumMat xy, xx;
+  static SumSrc of(const Ctx& c, int64_t p) {
+    const int64_t N = c.N, NN = N * N;
+    const double* mx = c.mean_x + p * N;
+    return SumSrc{SumMat{c.cxy + p * NN, mx, c.mean_y + p * N, c.n, N},
+                  SumMat{c.cxx + p * NN, mx, mx, c.n, N}};
+  }
+  SumRows xx_rows(const int64_t* S, int64_t i0) const {
+    return SumRows{xx.sum, xx.mr, xx.n, xx.N, S, i0};
+  }
+  // cov_xy(i, j0 .. j0 + nb) into out[0, nb): SumMat's operations, lane by lane.
+  template <class VL>
+  GSNN_ALWAYS_INLINE void xy_row(int64_t i, int64_t j0, int64_t nb, double* out) const {
+    constexpr int64_t W = VL::kWidth;
+    const double* a = xy.sum + i * xy.N + j0;
+    const double* mc = xy.mc + j0;
+    const typename VL::T vn = VL::splat(xy.n), vm = VL::splat(xy.mr[i]);
+    int64_t b = 0;
+    for (; b + W <= nb; b += W)
+      VL::store(out + b, VL::sub(VL::div(VL::load(a + b), vn), VL::mul(vm, VL::load(mc + b))));
+    for (; b < nb; ++b) out[b] = xy(i, j0 + b);
+  }
 };
 
 // One system (p, j): its set, packed factor L, alpha and vy.
@@ -189,22 +265,21 @@ struct System {
 // PARITY: every element by forward_subst + partial_corr_finish (the same
 // sequence for the vector lanes and the scalar tail), then NaN for i == j and
 // i in S (what partial_corr_source returns for them).
-template <class V, int MR, int NV>
-GSNN_ALWAYS_INLINE void score_sources(const Ctx& c, int64_t p, int64_t j, const System& sys,
-                                      int64_t i0, int64_t i1, const double* cxy_col, double* z,
-                                      double* res) {
+template <class V, int MR, int NV, class Src>
+GSNN_ALWAYS_INLINE void score_sources(const Ctx& c, const Src& src, int64_t p, int64_t j,
+                                      const System& sys, int64_t i0, int64_t i1,
+                                      const double* cxy_col, double* z, double* res) {
   using VL = VecLanes<V>;
   constexpr int W = VL::kWidth;
   static_assert(NV * W <= kMaxTileLanes, "z scratch too small for the tile");
   const int64_t N = c.N;
-  const double* cxx_p = c.cxx + p * N * N;
   const double* vx_p = c.var_x + p * N;
   const double tol = c.tol;
   int64_t i = i0;
   for (; i + NV * W <= i1; i += NV * W) {
     V zz[NV], ba[NV];
     for (int v = 0; v < NV; ++v) zz[v] = ba[v] = VL::splat(0.0);
-    forward_subst<VL, MR, NV, true>(sys.Lp, sys.s, cxx_p + i, sys.S, N, sys.alpha, z, 1, zz, ba);
+    forward_subst<VL, MR, NV, true>(sys.Lp, sys.s, src.xx_rows(sys.S, i), sys.alpha, z, 1, zz, ba);
     for (int v = 0; v < NV; ++v) {
       const V r = partial_corr_finish<VL>(zz[v], ba[v], VL::load(vx_p + i + v * W),
                                           VL::load(cxy_col + (i - i0) + v * W), sys.vy, tol);
@@ -213,15 +288,15 @@ GSNN_ALWAYS_INLINE void score_sources(const Ctx& c, int64_t p, int64_t j, const 
   }
   for (; i + W <= i1; i += W) {
     V zz[1] = {VL::splat(0.0)}, ba[1] = {VL::splat(0.0)};
-    forward_subst<VL, MR, 1, true>(sys.Lp, sys.s, cxx_p + i, sys.S, N, sys.alpha, z, 1, zz, ba);
+    forward_subst<VL, MR, 1, true>(sys.Lp, sys.s, src.xx_rows(sys.S, i), sys.alpha, z, 1, zz, ba);
     const V r = partial_corr_finish<VL>(zz[0], ba[0], VL::load(vx_p + i),
                                         VL::load(cxy_col + (i - i0)), sys.vy, tol);
     vstore<V>(res + (i - i0), r);
   }
   for (; i < i1; ++i) {
     double zz = 0.0, ba = 0.0;
-    forward_subst<ScalarLanes, 1, 1, true>(sys.Lp, sys.s, cxx_p + i, sys.S, N, sys.alpha, z, 1, &zz,
-                                           &ba);
+    forward_subst<ScalarLanes, 1, 1, true>(sys.Lp, sys.s, src.xx_rows(sys.S, i), sys.alpha, z, 1,
+                                           &zz, &ba);
     res[i - i0] = partial_corr_finish<ScalarLanes>(zz, ba, vx_p[i], cxy_col[i - i0], sys.vy, tol);
   }
   const double nan = nan_d();
@@ -239,9 +314,9 @@ GSNN_ALWAYS_INLINE void score_sources(const Ctx& c, int64_t p, int64_t j, const 
 // (a_rc minus L[r][k] L[c][k], k ascending, then / L[c][c]; the products are
 // commutative), each pivot that of cholesky_pivot, and pivots are tested in
 // column order, so the outcome equals cholesky_packed's. g, z: s * W doubles.
-template <class V, int MR>
-GSNN_ALWAYS_INLINE bool factor_big(const double* cxx_p, int64_t N, const int64_t* S, int64_t s,
-                                   double ridge, double tol, double* Lp, double* g, double* z) {
+template <class V, int MR, class M>
+GSNN_ALWAYS_INLINE bool factor_big(const M& xx, const int64_t* S, int64_t s, double ridge,
+                                   double tol, double* Lp, double* g, double* z) {
   using VL = VecLanes<V>;
   constexpr int W = VL::kWidth;
   static_assert(W <= 8, "g holds 8 doubles per set member");
@@ -249,19 +324,19 @@ GSNN_ALWAYS_INLINE bool factor_big(const double* cxx_p, int64_t N, const int64_t
     const int64_t w = std::min<int64_t>(W, s - r0);
     if (r0 > 0) {
       for (int64_t l = 0; l < W; ++l) {
-        const double* arow = cxx_p + S[r0 + std::min<int64_t>(l, w - 1)] * N;
-        for (int64_t k = 0; k < r0; ++k) g[k * W + l] = l < w ? arow[S[k]] : 0.0;
+        const int64_t r = S[r0 + std::min<int64_t>(l, w - 1)];
+        for (int64_t k = 0; k < r0; ++k) g[k * W + l] = l < w ? xx(r, S[k]) : 0.0;
       }
-      forward_subst<VL, MR, 1, false>(Lp, r0, g, nullptr, W, nullptr, z, 1, nullptr, nullptr);
+      forward_subst<VL, MR, 1, false>(Lp, r0, PlainRows{g, nullptr, W}, nullptr, z, 1, nullptr,
+                                      nullptr);
       for (int64_t l = 0; l < w; ++l) {
         double* lr = Lp + tri(r0 + l);
         for (int64_t k = 0; k < r0; ++k) lr[k] = z[k * W + l];
       }
     }
     for (int64_t col = r0; col < r0 + w; ++col) {
-      if (!cholesky_pivot(Lp, cxx_p[S[col] * N + S[col]], ridge, tol, col)) return false;
-      for (int64_t r = col + 1; r < r0 + w; ++r)
-        cholesky_offdiag(Lp, cxx_p[S[r] * N + S[col]], r, col);
+      if (!cholesky_pivot(Lp, xx(S[col], S[col]), ridge, tol, col)) return false;
+      for (int64_t r = col + 1; r < r0 + w; ++r) cholesky_offdiag(Lp, xx(S[r], S[col]), r, col);
     }
   }
   return true;
@@ -283,12 +358,11 @@ enum : int { kCopy = 0, kNan = 1, kScore = 2, kSkip = 3 };
 // columns are written by run_big_chunk). The sources go by chunks of rows; per
 // chunk, cov_xy[p][chunk, block] is gathered and out[p][chunk, block] written
 // row by row (nb contiguous doubles per row), the scores in between.
-template <class V, int MR, int NV>
+template <class V, int MR, int NV, class Src>
 GSNN_ALWAYS_INLINE void run_block(const Ctx& c, int64_t p, int64_t j0, Scratch& sc) {
   const int64_t N = c.N, NN = N * N;
   const int64_t nb = std::min<int64_t>(kBlockTargets, N - j0);
-  const double* cxx_p = c.cxx + p * NN;
-  const double* cxy_p = c.cxy + p * NN;
+  const Src src = Src::of(c, p);
   const double* co_p = c.corr + p * NN;
   double* o_p = c.out + p * NN;
   int state[kBlockTargets];
@@ -312,11 +386,11 @@ GSNN_ALWAYS_INLINE void run_block(const Ctx& c, int64_t p, int64_t j0, Scratch& 
     double* alpha = anext;
     Lnext += tri(s);
     anext += s;
-    bool ok = cholesky_packed(cxx_p, N, S, s, c.ridge, c.tol, Lp);
+    bool ok = cholesky_packed_at(src.xx, S, s, c.ridge, c.tol, Lp);
     double vy = 0.0;
     if (ok) {
       const double vyj = c.var_y[p * N + j];
-      vy = solve_alpha(Lp, cxy_p, N, S, s, j, vyj, alpha);
+      vy = solve_alpha_at(Lp, src.xy, S, s, j, vyj, alpha);
       ok = residual_ok(vy, vyj, c.tol);
     }
     state[b] = ok ? kScore : kNan;
@@ -329,13 +403,14 @@ GSNN_ALWAYS_INLINE void run_block(const Ctx& c, int64_t p, int64_t j0, Scratch& 
   for (int64_t i0 = 0; i0 < N; i0 += kChunkSmall) {
     const int64_t i1 = std::min<int64_t>(N, i0 + kChunkSmall), n = i1 - i0;
     if (any_score) {
+      double row[kBlockTargets];
       for (int64_t k = 0; k < n; ++k) {
-        const double* row = cxy_p + (i0 + k) * N + j0;
+        src.template xy_row<VecLanes<V>>(i0 + k, j0, nb, row);
         for (int64_t b = 0; b < nb; ++b) xy[b * kChunkSmall + k] = row[b];
       }
       for (int64_t b = 0; b < nb; ++b) {
         if (state[b] != kScore) continue;
-        score_sources<V, MR, NV>(c, p, j0 + b, sys[b], i0, i1, xy + b * kChunkSmall, sc.z,
+        score_sources<V, MR, NV>(c, src, p, j0 + b, sys[b], i0, i1, xy + b * kChunkSmall, sc.z,
                                  res + b * kChunkSmall);
       }
     }
@@ -356,7 +431,7 @@ GSNN_ALWAYS_INLINE void run_block(const Ctx& c, int64_t p, int64_t j0, Scratch& 
 }
 
 // A chunk [i0, i1) of the sources of a big system (p, j) (sys null: it failed).
-template <class V, int MR, int NV>
+template <class V, int MR, int NV, class Src>
 GSNN_ALWAYS_INLINE void run_big_chunk(const Ctx& c, int64_t p, int64_t j, const System* sys,
                                       int64_t i0, int64_t i1, Scratch& sc) {
   const int64_t N = c.N, NN = N * N;
@@ -367,82 +442,69 @@ GSNN_ALWAYS_INLINE void run_big_chunk(const Ctx& c, int64_t p, int64_t j, const 
     for (int64_t k = 0; k < n; ++k) oc[k * N] = nan;
     return;
   }
-  const double* xc = c.cxy + p * NN + i0 * N + j;
-  for (int64_t k = 0; k < n; ++k) sc.xy[k] = xc[k * N];
-  score_sources<V, MR, NV>(c, p, j, *sys, i0, i1, sc.xy, sc.z, sc.res);
+  const Src src = Src::of(c, p);
+  for (int64_t k = 0; k < n; ++k) sc.xy[k] = src.xy(i0 + k, j);
+  score_sources<V, MR, NV>(c, src, p, j, *sys, i0, i1, sc.xy, sc.z, sc.res);
   for (int64_t k = 0; k < n; ++k) oc[k * N] = sc.res[k];
 }
 
-// One row i of one pair's moments for pair_partial_corr (the arguments of
-// moments_row). PARITY: each element is one rounding per operation, in the order of
-// the scalar code (cov: sum / n - mean_x[i] * mean[j]; corr: pair_corr_value), lane
-// by lane; the scalar tail runs the same sequence.
-struct MomentsRow {
+// One row i of one pair's plain correlations for pair_partial_corr (the arguments
+// of corr_row). PARITY: pair_corr_value lane by lane; the scalar tail runs the same
+// sequence.
+struct CorrRow {
   int64_t N;
   double n, mxi, vxi, zxi;
   const double* sxy;  // sum_xy[p] row i
-  const double* sxx;  // sum_xx[p] row i, or null: cov_xx row not needed
-  const double* mx;   // mean_x[p]
   const double* my;   // mean_y[p]
   const double* vy;   // var_y[p] (as computed, not NaN-ed)
   const double* zy;   // zero_y[p] flags
-  double* cxy;        // cov_xy row i
-  double* cxx;        // cov_xx row i (when sxx)
-  double* corr;       // corr row i, or null: not needed
+  double* out;        // corr row i
 };
 
 template <class V>
-GSNN_ALWAYS_INLINE void moments_row(const MomentsRow& a) {
+GSNN_ALWAYS_INLINE void corr_row(const CorrRow& a) {
   using VL = VecLanes<V>;
   constexpr int64_t W = VL::kWidth;
   const V vn = VL::splat(a.n), vmx = VL::splat(a.mxi);
   const V vvx = VL::splat(a.vxi), vzx = VL::splat(a.zxi);
   int64_t j = 0;
   for (; j + W <= a.N; j += W) {
-    const V sxy = VL::load(a.sxy + j), my = VL::load(a.my + j);
-    VL::store(a.cxy + j, VL::sub(VL::div(sxy, vn), VL::mul(vmx, my)));
-    if (a.sxx) {
-      VL::store(a.cxx + j,
-                VL::sub(VL::div(VL::load(a.sxx + j), vn), VL::mul(vmx, VL::load(a.mx + j))));
-    }
-    if (a.corr) {
-      VL::store(a.corr + j, pair_corr_value<VL>(sxy, vn, vmx, vvx, vzx, my, VL::load(a.vy + j),
-                                                VL::load(a.zy + j)));
-    }
+    VL::store(a.out + j,
+              pair_corr_value<VL>(VL::load(a.sxy + j), vn, vmx, vvx, vzx, VL::load(a.my + j),
+                                  VL::load(a.vy + j), VL::load(a.zy + j)));
   }
   for (; j < a.N; ++j) {
-    a.cxy[j] = sub_rn(div_rn(a.sxy[j], a.n), mul_rn(a.mxi, a.my[j]));
-    if (a.sxx) a.cxx[j] = sub_rn(div_rn(a.sxx[j], a.n), mul_rn(a.mxi, a.mx[j]));
-    if (a.corr) {
-      a.corr[j] = pair_corr_value<PairCorrScalar>(a.sxy[j], a.n, a.mxi, a.vxi, a.zxi, a.my[j],
-                                                  a.vy[j], a.zy[j]);
-    }
+    a.out[j] = pair_corr_value<PairCorrScalar>(a.sxy[j], a.n, a.mxi, a.vxi, a.zxi, a.my[j], a.vy[j],
+                                               a.zy[j]);
   }
 }
 
-// One ISA variant of the three task kinds.
+// One ISA variant of the task kinds, for one covariance source.
 struct Kernels {
   void (*block)(const Ctx&, int64_t, int64_t, Scratch&);
   void (*big_chunk)(const Ctx&, int64_t, int64_t, const System*, int64_t, int64_t, Scratch&);
-  bool (*factor)(const double*, int64_t, const int64_t*, int64_t, double, double, double*, double*,
-                 double*);
-  void (*moments)(const MomentsRow&);
+  bool (*factor)(const Ctx&, int64_t, const int64_t*, int64_t, double*, double*, double*);
+  void (*corr_row)(const CorrRow&);
   const char* name;
 };
 
-#define GSNN_PC_VARIANT(suffix, target, V, MR, NV, FMR)                                     \
-  target void block_##suffix(const Ctx& c, int64_t p, int64_t j0, Scratch& sc) {            \
-    run_block<V, MR, NV>(c, p, j0, sc);                                                     \
-  }                                                                                         \
-  target void big_chunk_##suffix(const Ctx& c, int64_t p, int64_t j, const System* sys,     \
-                                 int64_t i0, int64_t i1, Scratch& sc) {                     \
-    run_big_chunk<V, MR, NV>(c, p, j, sys, i0, i1, sc);                                     \
-  }                                                                                         \
-  target bool factor_##suffix(const double* cxx_p, int64_t N, const int64_t* S, int64_t s,  \
-                              double ridge, double tol, double* Lp, double* g, double* z) { \
-    return factor_big<V, FMR>(cxx_p, N, S, s, ridge, tol, Lp, g, z);                        \
-  }                                                                                         \
-  target void moments_##suffix(const MomentsRow& a) { moments_row<V>(a); }
+#define GSNN_PC_KERNELS(name, target, V, MR, NV, FMR, Src)                                        \
+  target void block_##name(const Ctx& c, int64_t p, int64_t j0, Scratch& sc) {                    \
+    run_block<V, MR, NV, Src>(c, p, j0, sc);                                                      \
+  }                                                                                               \
+  target void big_chunk_##name(const Ctx& c, int64_t p, int64_t j, const System* sys, int64_t i0, \
+                               int64_t i1, Scratch& sc) {                                         \
+    run_big_chunk<V, MR, NV, Src>(c, p, j, sys, i0, i1, sc);                                      \
+  }                                                                                               \
+  target bool factor_##name(const Ctx& c, int64_t p, const int64_t* S, int64_t s, double* Lp,     \
+                            double* g, double* z) {                                               \
+    return factor_big<V, FMR>(Src::of(c, p).xx, S, s, c.ridge, c.tol, Lp, g, z);                  \
+  }
+
+#define GSNN_PC_VARIANT(suffix, target, V, MR, NV, FMR)         \
+  GSNN_PC_KERNELS(suffix##_mat, target, V, MR, NV, FMR, MatSrc) \
+  GSNN_PC_KERNELS(suffix##_sum, target, V, MR, NV, FMR, SumSrc) \
+  target void corr_row_##suffix(const CorrRow& a) { corr_row<V>(a); }
 
 #if GSNN_HAVE_CLONES
 // AVX-512F: 4 rows x 4 zmm lane groups (16 accumulators of 32 registers).
@@ -453,7 +515,15 @@ GSNN_PC_VARIANT(avx2, GSNN_TARGET("avx2"), v4d, 3, 3, 8)
 // Baseline (SSE2 on x86-64, 128-bit NEON on aarch64): 3 x 3 two-lane groups.
 GSNN_PC_VARIANT(base, , v2d, 3, 3, 8)
 
+#define GSNN_PC_TABLE(suffix, Src, tag, isa)                                        \
+  Kernels {                                                                         \
+    &block_##suffix##_##tag, &big_chunk_##suffix##_##tag, &factor_##suffix##_##tag, \
+        &corr_row_##suffix, isa                                                     \
+  }
+
+template <class Src>
 Kernels pick_kernels() {
+  constexpr bool kSum = std::is_same<Src, SumSrc>::value;
   const char* env = std::getenv("GSNN_FAST_PARTIAL_CORR_ISA");
   const std::string cap = env ? env : "";
   TORCH_CHECK(cap.empty() || cap == "avx512f" || cap == "avx2" || cap == "baseline",
@@ -461,11 +531,13 @@ Kernels pick_kernels() {
 #if GSNN_HAVE_CLONES
   __builtin_cpu_init();
   if (cap != "avx2" && cap != "baseline" && __builtin_cpu_supports("avx512f"))
-    return {&block_avx512, &big_chunk_avx512, &factor_avx512, &moments_avx512, "avx512f"};
+    return kSum ? GSNN_PC_TABLE(avx512, Src, sum, "avx512f")
+                : GSNN_PC_TABLE(avx512, Src, mat, "avx512f");
   if (cap != "baseline" && __builtin_cpu_supports("avx2"))
-    return {&block_avx2, &big_chunk_avx2, &factor_avx2, &moments_avx2, "avx2"};
+    return kSum ? GSNN_PC_TABLE(avx2, Src, sum, "avx2") : GSNN_PC_TABLE(avx2, Src, mat, "avx2");
 #endif
-  return {&block_base, &big_chunk_base, &factor_base, &moments_base, "baseline"};
+  return kSum ? GSNN_PC_TABLE(base, Src, sum, "baseline")
+              : GSNN_PC_TABLE(base, Src, mat, "baseline");
 }
 
 // Runs task(t, scratch) for t in [0, n) on the intra-op threads; each worker
@@ -483,13 +555,14 @@ void run_tasks(int64_t n, const Make& make, const Task& task) {
 }
 
 // Every system of c (c.P pairs, sets of at most smax members) into c.out.
+template <class Src>
 void run_partial_corr(const Ctx& c, int64_t smax) {
   const int64_t N = c.N;
   const int64_t P = c.P;
   const int64_t* pp = c.ptr;
   const int64_t* ix = c.idx;
-  const double ridge = c.ridge, tol = c.tol;
-  const Kernels k = pick_kernels();
+  const double tol = c.tol;
+  const Kernels k = pick_kernels<Src>();
   const int64_t NN = N * N;
 
   // The big systems (p, j), |S_j| >= kBigSet, in (p, j) order.
@@ -559,10 +632,10 @@ void run_partial_corr(const Ctx& c, int64_t smax) {
       }
       const int64_t b = b0 + t, p = b / n_bj, j = big_j[b % n_bj];
       System& sys = wave[t];
-      bool ok = k.factor(c.cxx + p * NN, N, sys.S, sys.s, ridge, tol, sys.Lp, sc.g, sc.z);
+      bool ok = k.factor(c, p, sys.S, sys.s, sys.Lp, sc.g, sc.z);
       if (ok) {
         const double vyj = c.var_y[p * N + j];
-        sys.vy = solve_alpha(sys.Lp, c.cxy + p * NN, N, sys.S, sys.s, j, vyj, sys.alpha);
+        sys.vy = solve_alpha_at(sys.Lp, Src::of(c, p).xy, sys.S, sys.s, j, vyj, sys.alpha);
         ok = residual_ok(sys.vy, vyj, tol);
       }
       wave_ok[t] = ok ? 1 : 0;
@@ -607,7 +680,7 @@ at::Tensor partial_corr_cpu(const at::Tensor& corr_in, const at::Tensor& cov_xy_
               N,
               ridge,
               tol};
-  run_partial_corr(c, smax);
+  run_partial_corr<MatSrc>(c, smax);
   return out;
 }
 
@@ -616,18 +689,18 @@ at::Tensor partial_corr_cpu(const at::Tensor& corr_in, const at::Tensor& cov_xy_
 // with score='partial' and the relative zero-variance rule, in one call).
 //
 // Per pair p, ascending: the node moments and the plain corr are those of
-// pair_corr (pair_corr_node_moments, pair_corr_value); cov_xy = sum_xy / n -
-// mean_x mean_y^T and cov_xx = sum_xx / n - mean_x mean_x^T (div, mul, sub: one
-// rounding each, torch's order); var_x / var_y NaN where they count as zero; then the
-// systems of partial_corr for that pair (run_partial_corr), written into
-// per_pair[p] (or a scratch matrix), and folded into the aggregate by pair_agg_step.
-// So the result is, bit for bit up to NaN payloads, what pair_corr + partial_corr +
-// the pure-torch aggregation of the Python fallback give (the CUDA path; see
-// gsnn_fast._ops.pair_partial_corr). The [N, N] scratch matrices are reused across
-// pairs; cov_xx is formed only on the rows that some conditioning set reads, corr
-// only when some target has an empty set (written straight into the output, which
-// the systems' pass then leaves as it is in those columns). The moments run on the
-// SIMD variant of the systems (GSNN_FAST_PARTIAL_CORR_ISA).
+// pair_corr (pair_corr_node_moments, pair_corr_value); var_x / var_y NaN where they
+// count as zero; the systems of partial_corr for that pair (run_partial_corr) read
+// cov_xy = sum_xy / n - mean_x mean_y^T and cov_xx = sum_xx / n - mean_x mean_x^T
+// entry by entry as they need them (SumSrc: div, mul, sub, one rounding each,
+// torch's order; no [N, N] covariance is stored), and write per_pair[p] (or a
+// scratch matrix); the pairs are folded into the aggregate by pair_agg_step. So the
+// result is, bit for bit up to NaN payloads, what pair_corr + partial_corr + the
+// pure-torch aggregation of the Python fallback give (the CUDA path; see
+// gsnn_fast._ops.pair_partial_corr). corr is formed only when some target has an
+// empty set, written straight into the output (the systems' pass then leaves those
+// columns as they are), on the SIMD variant of the systems
+// (GSNN_FAST_PARTIAL_CORR_ISA).
 std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
     const at::Tensor& sum_x_in, const at::Tensor& sum_y_in, const at::Tensor& sum_x2_in,
     const at::Tensor& sum_y2_in, const at::Tensor& sum_xy_in, const at::Tensor& sum_xx_in,
@@ -669,7 +742,7 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
     return {pairs, out};
   }
   const int32_t ag = static_cast<int32_t>(agg);
-  const Kernels kern = pick_kernels();
+  const Kernels kern = pick_kernels<SumSrc>();
 
   // Node moments of every pair (as pair_corr), and the variances the systems take.
   at::Tensor node = at::empty({3 * P * 2 * N + 2 * N}, opts);
@@ -688,52 +761,44 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
                              m.zero_y + t);
     }
   }
-  // Rows of cov_xx that some system reads (its sets' members), and the targets whose
-  // column is corr (empty sets).
-  std::vector<char> need_row(static_cast<size_t>(N), 0);
   bool any_empty = false;
-  for (int64_t j = 0; j < N; ++j) {
-    any_empty = any_empty || pp[j + 1] == pp[j];
-    for (int64_t e = pp[j]; e < pp[j + 1]; ++e) need_row[static_cast<size_t>(ix[e])] = 1;
-  }
-  // cov_xy and cov_xx of one pair; the pair's output when per_pair is false; the
-  // running count of the mean when the pairs are folded one at a time.
+  for (int64_t j = 0; j < N && !any_empty; ++j) any_empty = pp[j + 1] == pp[j];
+  // The pair's output when per_pair is false; the running count of the mean when the
+  // pairs are folded one at a time.
   const bool fold_each = !per_pair;
-  at::Tensor scratch =
-      at::empty({(per_pair ? 2 : 3) * NN + (fold_each && ag == kAggMean ? NN : 0)}, opts);
+  at::Tensor scratch = at::empty({fold_each ? (ag == kAggMean ? 2 : 1) * NN : 0}, opts);
   advise_huge_pages(scratch);
-  double* cxy = scratch.data_ptr<double>();
-  double* cxx = cxy + NN;
-  double* cnt = fold_each && ag == kAggMean ? cxx + 2 * NN : nullptr;
+  double* cnt = fold_each && ag == kAggMean ? scratch.data_ptr<double>() + NN : nullptr;
   double* acc = out.data_ptr<double>();
   const double* sxy_all = sum_xy.data_ptr<double>();
-  const double* sxx_all = sum_xx.data_ptr<double>();
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, N));
   for (int64_t p = 0; p < P; ++p) {
-    const double* mx = m.mean_x + p * N;
-    const double* my = m.mean_y + p * N;
-    const double* sxy = sxy_all + p * NN;
-    const double* sxx = sxx_all + p * NN;
-    double* dst = per_pair ? pairs.data_ptr<double>() + p * NN : cxx + NN;
+    double* dst = per_pair ? pairs.data_ptr<double>() + p * NN : scratch.data_ptr<double>();
     for (int64_t i = 0; i < N; ++i) {
       vx[i] = m.zero_x[p * N + i] != 0.0 ? nan_d() : m.var_x[p * N + i];
       vy[i] = m.zero_y[p * N + i] != 0.0 ? nan_d() : m.var_y[p * N + i];
     }
-    // The corr rows go straight into the output (whole rows, vectorised): the
-    // systems' pass copies the corr columns of empty sets onto themselves and
-    // overwrites every other column.
-    at::parallel_for(0, N, grain, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t xi = p * N + i;
-        const bool row = need_row[static_cast<size_t>(i)] != 0;
-        kern.moments(MomentsRow{N, n, mx[i], m.var_x[xi], m.zero_x[xi], sxy + i * N,
-                                row ? sxx + i * N : nullptr, mx, my, m.var_y + p * N,
-                                m.zero_y + p * N, cxy + i * N, cxx + i * N,
-                                any_empty ? dst + i * N : nullptr});
-      }
-    });
-    const Ctx c{dst, cxy, cxx, vx, vy, dst, pp, ix, 1, N, ridge, tol};
-    run_partial_corr(c, smax);
+    if (any_empty) {
+      // The corr rows go straight into the output (whole rows, vectorised): the
+      // systems' pass copies the corr columns of empty sets onto themselves and
+      // overwrites every other column.
+      const double* sxy = sxy_all + p * NN;
+      at::parallel_for(0, N, grain, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t xi = p * N + i;
+          kern.corr_row(CorrRow{N, n, m.mean_x[xi], m.var_x[xi], m.zero_x[xi], sxy + i * N,
+                                m.mean_y + p * N, m.var_y + p * N, m.zero_y + p * N, dst + i * N});
+        }
+      });
+    }
+    Ctx c{dst, sxy_all, sum_xx.data_ptr<double>(), vx, vy, dst, pp, ix, 1, N, ridge, tol};
+    // SumSrc reads pair p's sums: pass pair p's slices as pair 0
+    c.cxy = sxy_all + p * NN;
+    c.cxx = sum_xx.data_ptr<double>() + p * NN;
+    c.mean_x = m.mean_x + p * N;
+    c.mean_y = m.mean_y + p * N;
+    c.n = n;
+    run_partial_corr<SumSrc>(c, smax);
     if (!fold_each) continue;
     // PARITY: the pairs fold into the aggregate in ascending order.
     at::parallel_for(0, NN, grain * N, [&](int64_t e0, int64_t e1) {

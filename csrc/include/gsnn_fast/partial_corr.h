@@ -103,26 +103,41 @@ GSNN_HD void cholesky_offdiag(double* Lp, double a_rc, int64_t r, int64_t c) {
   Lp[tri(r) + c] = div_rn(v, lc[c]);
 }
 
-// Sequential factorisation of A = cov_xx_p[S, S] + ridge I (row-major N x N
-// cov_xx_p, A[r][c] read at [S[r], S[c]], r >= c), column by column. Returns
-// false when a pivot fails (L is then incomplete).
-GSNN_HD bool cholesky_packed(const double* cov_xx_p, int64_t N, const int64_t* S, int64_t s,
-                             double ridge, double tol, double* Lp) {
+// Entry (r, c) of a row-major N x N matrix: the accessor of the precomputed
+// covariances (the CPU also has one that forms them from the streaming sums).
+struct PlainMat {
+  const double* p;
+  int64_t N;
+  GSNN_HD double operator()(int64_t r, int64_t c) const { return p[r * N + c]; }
+};
+
+// Sequential factorisation of A = cov_xx[S, S] + ridge I (entries read as
+// cov_xx(S[r], S[c]), r >= c), column by column. Returns false when a pivot fails
+// (L is then incomplete).
+template <class M>
+GSNN_HD bool cholesky_packed_at(const M& cov_xx, const int64_t* S, int64_t s, double ridge,
+                                double tol, double* Lp) {
   for (int64_t c = 0; c < s; ++c) {
-    if (!cholesky_pivot(Lp, cov_xx_p[S[c] * N + S[c]], ridge, tol, c)) return false;
-    for (int64_t r = c + 1; r < s; ++r) cholesky_offdiag(Lp, cov_xx_p[S[r] * N + S[c]], r, c);
+    if (!cholesky_pivot(Lp, cov_xx(S[c], S[c]), ridge, tol, c)) return false;
+    for (int64_t r = c + 1; r < s; ++r) cholesky_offdiag(Lp, cov_xx(S[r], S[c]), r, c);
   }
   return true;
 }
 
-// alpha = A^-1 c with c[a] = cov_xy_p[S[a], j] (forward substitution into alpha,
+GSNN_HD bool cholesky_packed(const double* cov_xx_p, int64_t N, const int64_t* S, int64_t s,
+                             double ridge, double tol, double* Lp) {
+  return cholesky_packed_at(PlainMat{cov_xx_p, N}, S, s, ridge, tol, Lp);
+}
+
+// alpha = A^-1 c with c[a] = cov_xy(S[a], j) (forward substitution into alpha,
 // then back substitution in place); returns vy = var_y_j - c.alpha.
-GSNN_HD double solve_alpha(const double* Lp, const double* cov_xy_p, int64_t N, const int64_t* S,
-                           int64_t s, int64_t j, double var_y_j, double* alpha) {
+template <class M>
+GSNN_HD double solve_alpha_at(const double* Lp, const M& cov_xy, const int64_t* S, int64_t s,
+                              int64_t j, double var_y_j, double* alpha) {
   // PARITY: forward, a ascending, k ascending.
   for (int64_t a = 0; a < s; ++a) {
     const double* la = Lp + tri(a);
-    double v = cov_xy_p[S[a] * N + j];
+    double v = cov_xy(S[a], j);
     for (int64_t k = 0; k < a; ++k) v = sub_rn(v, mul_rn(la[k], alpha[k]));
     alpha[a] = div_rn(v, la[a]);
   }
@@ -133,8 +148,13 @@ GSNN_HD double solve_alpha(const double* Lp, const double* cov_xy_p, int64_t N, 
     alpha[a] = div_rn(v, Lp[tri(a) + a]);
   }
   double dot = 0.0;
-  for (int64_t a = 0; a < s; ++a) dot = add_rn(dot, mul_rn(cov_xy_p[S[a] * N + j], alpha[a]));
+  for (int64_t a = 0; a < s; ++a) dot = add_rn(dot, mul_rn(cov_xy(S[a], j), alpha[a]));
   return sub_rn(var_y_j, dot);
+}
+
+GSNN_HD double solve_alpha(const double* Lp, const double* cov_xy_p, int64_t N, const int64_t* S,
+                           int64_t s, int64_t j, double var_y_j, double* alpha) {
+  return solve_alpha_at(Lp, PlainMat{cov_xy_p, N}, S, s, j, var_y_j, alpha);
 }
 
 // True when a residual variance v, reduced from `base`, is usable: finite and
@@ -185,11 +205,24 @@ struct ScalarLanes {
   static GSNN_HD T ne_sel(T a, T b, T x, T y) { return a != b ? x : y; }
 };
 
+// Rows of B read from memory: B[a] starts at b + row(a) * ldb, row(a) = rows[a] (or a
+// when rows is null); a lane group is kWidth consecutive doubles.
+struct PlainRows {
+  const double* b;
+  const int64_t* rows;
+  int64_t ldb;
+  template <class V>
+  GSNN_PC_INLINE typename V::T load(int64_t a, int64_t off) const {
+    return V::load(b + (rows ? rows[a] : a) * ldb + off);
+  }
+};
+
 // MR rows a0 .. a0+MR-1 of the forward substitution Z = L^-1 B for NV lane
 // groups of right-hand sides (the rows of Z before a0 are done):
 //   Z[a] = (B[a] - sum_{k<a} L[a][k] Z[k]) / L[a][a],
-// B[a], lane group v: V::load(b + row(a) * ldb + v * kWidth), row(a) = rows[a]
-// (or a when rows is null); Z[a], lane group v: kWidth doubles at
+// B[a], lane group v: brows.template load<V>(a, v * kWidth) (PlainRows: the doubles
+// at b + row(a) * ldb + v * kWidth, row(a) = rows[a], or a when rows is null); Z[a],
+// lane group v: kWidth doubles at
 // z + (a * NV + v) * zstride * kWidth.
 // kDots: also the running dots zz += Z[a] Z[a] and balpha += B[a] alpha[a].
 // PARITY: per lane, every Z[a] starts from B[a] and subtracts the products
@@ -197,11 +230,10 @@ struct ScalarLanes {
 // take a ascending -- the sequence of one source solved on its own (MR = NV = 1).
 // Blocking rows (MR) and sources (NV) only changes which lanes and rows run side
 // by side, never the sequence inside a lane.
-template <class V, int MR, int NV, bool kDots>
-GSNN_PC_INLINE void forward_subst_rows(const double* Lp, int64_t a0, const double* b,
-                                       const int64_t* rows, int64_t ldb, const double* alpha,
-                                       double* z, int64_t zstride, typename V::T* zz,
-                                       typename V::T* balpha) {
+template <class V, int MR, int NV, bool kDots, class B>
+GSNN_PC_INLINE void forward_subst_rows(const double* Lp, int64_t a0, const B& brows,
+                                       const double* alpha, double* z, int64_t zstride,
+                                       typename V::T* zz, typename V::T* balpha) {
   using T = typename V::T;
   constexpr int W = V::kWidth;
   const int64_t zs = zstride * W;  // doubles between lane groups of z
@@ -211,9 +243,8 @@ GSNN_PC_INLINE void forward_subst_rows(const double* Lp, int64_t a0, const doubl
   for (int m = 0; m < MR; ++m) {
     const int64_t a = a0 + m;
     lrow[m] = Lp + tri(a);
-    const double* bp = b + (rows ? rows[a] : a) * ldb;
     GSNN_PC_UNROLL
-    for (int v = 0; v < NV; ++v) acc[m][v] = V::load(bp + v * W);
+    for (int v = 0; v < NV; ++v) acc[m][v] = brows.template load<V>(a, v * W);
   }
   // PARITY: k ascending over the rows solved before this block ...
   for (int64_t k = 0; k < a0; ++k) {
@@ -239,14 +270,14 @@ GSNN_PC_INLINE void forward_subst_rows(const double* Lp, int64_t a0, const doubl
         acc[m][v] = V::sub(acc[m][v], V::mul(l, V::load(z + (k * NV + v) * zs)));
     }
     const T d = V::bcast(lrow[m] + a);
-    const double* bp = b + (rows ? rows[a] : a) * ldb;
     GSNN_PC_UNROLL
     for (int v = 0; v < NV; ++v) {
       const T za = V::div(acc[m][v], d);
       V::store(z + (a * NV + v) * zs, za);
       if (kDots) {
         zz[v] = V::add(zz[v], V::mul(za, za));
-        balpha[v] = V::add(balpha[v], V::mul(V::load(bp + v * W), V::bcast(alpha + a)));
+        balpha[v] =
+            V::add(balpha[v], V::mul(brows.template load<V>(a, v * W), V::bcast(alpha + a)));
       }
     }
   }
@@ -254,15 +285,15 @@ GSNN_PC_INLINE void forward_subst_rows(const double* Lp, int64_t a0, const doubl
 
 // Rows [0, s) of Z = L^-1 B (see forward_subst_rows), MR rows at a time, the
 // last s % MR one by one. With kDots, zz[v] and balpha[v] must start at 0.0.
-template <class V, int MR, int NV, bool kDots>
-GSNN_PC_INLINE void forward_subst(const double* Lp, int64_t s, const double* b, const int64_t* rows,
-                                  int64_t ldb, const double* alpha, double* z, int64_t zstride,
-                                  typename V::T* zz, typename V::T* balpha) {
+template <class V, int MR, int NV, bool kDots, class B>
+GSNN_PC_INLINE void forward_subst(const double* Lp, int64_t s, const B& brows, const double* alpha,
+                                  double* z, int64_t zstride, typename V::T* zz,
+                                  typename V::T* balpha) {
   int64_t a0 = 0;
   for (; a0 + MR <= s; a0 += MR)
-    forward_subst_rows<V, MR, NV, kDots>(Lp, a0, b, rows, ldb, alpha, z, zstride, zz, balpha);
+    forward_subst_rows<V, MR, NV, kDots>(Lp, a0, brows, alpha, z, zstride, zz, balpha);
   for (; a0 < s; ++a0)
-    forward_subst_rows<V, 1, NV, kDots>(Lp, a0, b, rows, ldb, alpha, z, zstride, zz, balpha);
+    forward_subst_rows<V, 1, NV, kDots>(Lp, a0, brows, alpha, z, zstride, zz, balpha);
 }
 
 // The score of a source from its dots: vx = var_x - zz, num = cxy - balpha,
@@ -297,8 +328,8 @@ GSNN_HD double partial_corr_source(const double* Lp, const double* alpha, const 
   double zz = 0.0;
   double balpha = 0.0;
   // PARITY: b[a] = cov_xx_p[S[a] * N + i]; the sequence of forward_subst_rows.
-  forward_subst<ScalarLanes, 1, 1, true>(Lp, s, cov_xx_p + i, S, N, alpha, z, zstride, &zz,
-                                         &balpha);
+  forward_subst<ScalarLanes, 1, 1, true>(Lp, s, PlainRows{cov_xx_p + i, S, N}, alpha, z, zstride,
+                                         &zz, &balpha);
   return partial_corr_finish<ScalarLanes>(zz, balpha, var_x_i, cov_xy_p[i * N + j], vy, tol);
 }
 
