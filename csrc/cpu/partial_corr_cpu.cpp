@@ -765,10 +765,9 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
   for (int64_t j = 0; j < N && !any_empty; ++j) any_empty = pp[j + 1] == pp[j];
   // The pair's output when per_pair is false; the running count of the mean when the
   // pairs are folded one at a time.
-  const bool fold_each = !per_pair;
-  at::Tensor scratch = at::empty({fold_each ? (ag == kAggMean ? 2 : 1) * NN : 0}, opts);
+  at::Tensor scratch = at::empty({per_pair ? 0 : (ag == kAggMean ? 2 : 1) * NN}, opts);
   advise_huge_pages(scratch);
-  double* cnt = fold_each && ag == kAggMean ? scratch.data_ptr<double>() + NN : nullptr;
+  double* cnt = !per_pair && ag == kAggMean ? scratch.data_ptr<double>() + NN : nullptr;
   double* acc = out.data_ptr<double>();
   const double* sxy_all = sum_xy.data_ptr<double>();
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, N));
@@ -791,15 +790,24 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
         }
       });
     }
-    Ctx c{dst, sxy_all, sum_xx.data_ptr<double>(), vx, vy, dst, pp, ix, 1, N, ridge, tol};
-    // SumSrc reads pair p's sums: pass pair p's slices as pair 0
-    c.cxy = sxy_all + p * NN;
-    c.cxx = sum_xx.data_ptr<double>() + p * NN;
-    c.mean_x = m.mean_x + p * N;
-    c.mean_y = m.mean_y + p * N;
-    c.n = n;
+    // pair p's sums and means, as the one pair of the call
+    const Ctx c{dst,
+                sxy_all + p * NN,
+                sum_xx.data_ptr<double>() + p * NN,
+                vx,
+                vy,
+                dst,
+                pp,
+                ix,
+                1,
+                N,
+                ridge,
+                tol,
+                m.mean_x + p * N,
+                m.mean_y + p * N,
+                n};
     run_partial_corr<SumSrc>(c, smax);
-    if (!fold_each) continue;
+    if (per_pair) continue;  // folded below, all pairs at once
     // PARITY: the pairs fold into the aggregate in ascending order.
     at::parallel_for(0, NN, grain * N, [&](int64_t e0, int64_t e1) {
       for (int64_t e = e0; e < e1; ++e) {
@@ -815,7 +823,7 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
       }
     });
   }
-  if (!fold_each) {
+  if (per_pair) {
     // PARITY: the same fold, all pairs of an element at once.
     const double* all = pairs.data_ptr<double>();
     at::parallel_for(0, NN, grain * N, [&](int64_t e0, int64_t e1) {
