@@ -55,35 +55,6 @@ struct IntVec<v2d> {
   using type = v2l;
 };
 
-// Broadcast of a value. On x86 an opaque vbroadcastsd from the register (GCC 12
-// otherwise builds v8d{x, ..., x} with one masked broadcast per lane in target
-// functions; see partial_corr_cpu.cpp). The same value either way.
-template <class V>
-GSNN_ALWAYS_INLINE V vbroadcast(double x);
-#if defined(__x86_64__)
-template <>
-GSNN_ALWAYS_INLINE v8d vbroadcast<v8d>(double x) {
-  v8d v;
-  __asm__("vbroadcastsd %1, %0" : "=v"(v) : "v"(x));
-  return v;
-}
-template <>
-GSNN_ALWAYS_INLINE v4d vbroadcast<v4d>(double x) {
-  v4d v;
-  __asm__("vbroadcastsd %1, %0" : "=x"(v) : "x"(x));
-  return v;
-}
-#else
-template <>
-GSNN_ALWAYS_INLINE v4d vbroadcast<v4d>(double x) {
-  return v4d{x, x, x, x};
-}
-#endif
-template <>
-GSNN_ALWAYS_INLINE v2d vbroadcast<v2d>(double x) {
-  return v2d{x, x};
-}
-
 // The lane type of pair_corr_lanes on a GCC vector: each arithmetic operator is
 // the IEEE operation lane by lane (the TU is built with -ffp-contract=off, so no
 // product is fused into an add); abs clears the sign bits, the selects move bits.

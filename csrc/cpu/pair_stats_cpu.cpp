@@ -37,51 +37,6 @@
 namespace gsnn_fast {
 namespace {
 
-// Broadcast of a value in memory. On x86 an opaque vbroadcastsd keeps the MR
-// broadcasts of a micro-tile as load-port operations (left to itself, GCC merges
-// them into one vector load plus permutes that compete with the multiplies and
-// adds for the vector ports). The same value either way.
-template <class V>
-GSNN_ALWAYS_INLINE V vbroadcast_load(const double* p);
-#if defined(__x86_64__)
-template <>
-GSNN_ALWAYS_INLINE v8d vbroadcast_load<v8d>(const double* p) {
-  v8d v;
-  __asm__("vbroadcastsd %1, %0" : "=v"(v) : "m"(*p));
-  return v;
-}
-template <>
-GSNN_ALWAYS_INLINE v4d vbroadcast_load<v4d>(const double* p) {
-  v4d v;
-  __asm__("vbroadcastsd %1, %0" : "=x"(v) : "m"(*p));
-  return v;
-}
-#else
-template <>
-GSNN_ALWAYS_INLINE v4d vbroadcast_load<v4d>(const double* p) {
-  return v4d{*p, *p, *p, *p};
-}
-#endif
-template <>
-GSNN_ALWAYS_INLINE v2d vbroadcast_load<v2d>(const double* p) {
-  return v2d{*p, *p};
-}
-
-template <class V>
-GSNN_ALWAYS_INLINE V vbroadcast(double x);
-template <>
-GSNN_ALWAYS_INLINE v8d vbroadcast<v8d>(double x) {
-  return v8d{x, x, x, x, x, x, x, x};
-}
-template <>
-GSNN_ALWAYS_INLINE v4d vbroadcast<v4d>(double x) {
-  return v4d{x, x, x, x};
-}
-template <>
-GSNN_ALWAYS_INLINE v2d vbroadcast<v2d>(double x) {
-  return v2d{x, x};
-}
-
 // Prefetches (for writing) rows [i0, i0 + nrows) x columns [j0, j0 + ncols) of
 // the N x N accumulator C: the next micro-tile's outputs, whose rows are N apart
 // and so invisible to the hardware prefetchers. No effect on the values.

@@ -67,57 +67,6 @@ constexpr int64_t kChunkBig = 128;
 // Widest lane tile of all variants (NV * lanes): z scratch per set member.
 constexpr int64_t kMaxTileLanes = 32;
 
-// Broadcast of a value. On x86 an opaque vbroadcastsd from the register: GCC 12
-// builds v8d{x, ..., x} with one masked broadcast per lane in these target
-// functions (v4d likewise), which costs more than the arithmetic it feeds.
-template <class V>
-GSNN_ALWAYS_INLINE V vbroadcast(double x);
-#if defined(__x86_64__)
-template <>
-GSNN_ALWAYS_INLINE v8d vbroadcast<v8d>(double x) {
-  v8d v;
-  __asm__("vbroadcastsd %1, %0" : "=v"(v) : "v"(x));
-  return v;
-}
-template <>
-GSNN_ALWAYS_INLINE v4d vbroadcast<v4d>(double x) {
-  v4d v;
-  __asm__("vbroadcastsd %1, %0" : "=x"(v) : "x"(x));
-  return v;
-}
-#else
-template <>
-GSNN_ALWAYS_INLINE v4d vbroadcast<v4d>(double x) {
-  return v4d{x, x, x, x};
-}
-#endif
-template <>
-GSNN_ALWAYS_INLINE v2d vbroadcast<v2d>(double x) {
-  return v2d{x, x};
-}
-
-// Broadcast of a value in memory. On x86 an opaque vbroadcastsd: left to itself,
-// GCC 12 builds the vector with one masked broadcast per lane (as noted in
-// pair_stats_cpu.cpp). The same value either way.
-template <class V>
-GSNN_ALWAYS_INLINE V vbroadcast_load(const double* p) {
-  return vbroadcast<V>(*p);
-}
-#if defined(__x86_64__)
-template <>
-GSNN_ALWAYS_INLINE v8d vbroadcast_load<v8d>(const double* p) {
-  v8d v;
-  __asm__("vbroadcastsd %1, %0" : "=v"(v) : "m"(*p));
-  return v;
-}
-template <>
-GSNN_ALWAYS_INLINE v4d vbroadcast_load<v4d>(const double* p) {
-  v4d v;
-  __asm__("vbroadcastsd %1, %0" : "=x"(v) : "m"(*p));
-  return v;
-}
-#endif
-
 // The lane type of the header's templates on a GCC vector: each operator is the
 // IEEE operation lane by lane (the TU is built with -ffp-contract=off, so no
 // product is fused into an add).

@@ -76,4 +76,58 @@ GSNN_ALWAYS_INLINE V vsqrt(V a) {
 }
 #endif
 
+// Broadcast of a value (vbroadcast) or of a double in memory (vbroadcast_load). On
+// x86 an opaque vbroadcastsd: left to itself, GCC 12 builds v8d{x, ..., x} with one
+// masked broadcast per lane in target functions, and merges the MR broadcasts of a
+// micro-tile into one vector load plus permutes that compete with the arithmetic for
+// the vector ports. The same value either way.
+template <class V>
+GSNN_ALWAYS_INLINE V vbroadcast(double x);
+#if defined(__x86_64__)
+template <>
+GSNN_ALWAYS_INLINE v8d vbroadcast<v8d>(double x) {
+  v8d v;
+  __asm__("vbroadcastsd %1, %0" : "=v"(v) : "v"(x));
+  return v;
+}
+template <>
+GSNN_ALWAYS_INLINE v4d vbroadcast<v4d>(double x) {
+  v4d v;
+  __asm__("vbroadcastsd %1, %0" : "=x"(v) : "x"(x));
+  return v;
+}
+#else
+template <>
+GSNN_ALWAYS_INLINE v8d vbroadcast<v8d>(double x) {
+  return v8d{x, x, x, x, x, x, x, x};
+}
+template <>
+GSNN_ALWAYS_INLINE v4d vbroadcast<v4d>(double x) {
+  return v4d{x, x, x, x};
+}
+#endif
+template <>
+GSNN_ALWAYS_INLINE v2d vbroadcast<v2d>(double x) {
+  return v2d{x, x};
+}
+
+template <class V>
+GSNN_ALWAYS_INLINE V vbroadcast_load(const double* p) {
+  return vbroadcast<V>(*p);
+}
+#if defined(__x86_64__)
+template <>
+GSNN_ALWAYS_INLINE v8d vbroadcast_load<v8d>(const double* p) {
+  v8d v;
+  __asm__("vbroadcastsd %1, %0" : "=v"(v) : "m"(*p));
+  return v;
+}
+template <>
+GSNN_ALWAYS_INLINE v4d vbroadcast_load<v4d>(const double* p) {
+  v4d v;
+  __asm__("vbroadcastsd %1, %0" : "=x"(v) : "m"(*p));
+  return v;
+}
+#endif
+
 }  // namespace gsnn_fast
