@@ -286,21 +286,45 @@ def pair_partial_corr_torch(
 
     def scores():
         for p in range(sum_xy.shape[0]):
-            sl = slice(p, p + 1)
-            corr = pair_corr(sum_x[sl], sum_y[sl], sum_x2[sl], sum_y2[sl], sum_xy[sl], n, tol)[0]
-            mean_x, mean_y = sum_x[p] / n, sum_y[p] / n
-            var_x = torch.clamp(sum_x2[p] / n - mean_x * mean_x, min=0.0)
-            var_y = torch.clamp(sum_y2[p] / n - mean_y * mean_y, min=0.0)
+            corr, mean_x, mean_y, var_x, var_y, cov_xy, cov_xx = pair_moments_torch(
+                sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, p, n, tol
+            )
             nan = torch.full_like(var_x, math.nan)
             var_x = torch.where(var_x <= tol * (mean_x * mean_x), nan, var_x)
             var_y = torch.where(var_y <= tol * (mean_y * mean_y), nan, var_y)
-            cov_xy = (sum_xy[p] / n).sub_(torch.outer(mean_x, mean_y))
-            cov_xx = (sum_xx[p] / n).sub_(torch.outer(mean_x, mean_x))
             yield partial_corr(
-                corr, cov_xy[None], cov_xx[None], var_x[None], var_y[None], ptr, idx, ridge, tol
-            )[0]
+                corr[None], cov_xy[None], cov_xx[None], var_x[None], var_y[None], ptr, idx,
+                ridge, tol,
+            )[0]  # fmt: skip
+            del corr, cov_xy, cov_xx  # before the next pair's are formed
 
     return fold_pairs(scores(), sum_xy.shape[0], sum_xy.shape[-1], sum_xy.device, agg, per_pair)
+
+
+def pair_moments_torch(
+    sum_x: torch.Tensor,
+    sum_y: torch.Tensor,
+    sum_x2: torch.Tensor,
+    sum_y2: torch.Tensor,
+    sum_xy: torch.Tensor,
+    sum_xx: torch.Tensor,
+    p: int,
+    n: float,
+    tol: float,
+    rule: int | str = "relative",
+) -> tuple[torch.Tensor, ...]:
+    """Moments of layer pair ``p`` from the streaming sums, in torch:
+    ``(corr, mean_x, mean_y, var_x, var_y, cov_xy, cov_xx)`` with ``corr`` from
+    :func:`pair_corr` under ``rule``, ``var = clamp(sum2 / n - mean^2, 0)`` and
+    ``cov = sum / n - mean mean^T`` (the rounded operations the CPU op performs)."""
+    sl = slice(p, p + 1)
+    corr = pair_corr(sum_x[sl], sum_y[sl], sum_x2[sl], sum_y2[sl], sum_xy[sl], n, tol, rule)[0][0]
+    mean_x, mean_y = sum_x[p] / n, sum_y[p] / n
+    var_x = torch.clamp(sum_x2[p] / n - mean_x * mean_x, min=0.0)
+    var_y = torch.clamp(sum_y2[p] / n - mean_y * mean_y, min=0.0)
+    cov_xy = (sum_xy[p] / n).sub_(torch.outer(mean_x, mean_y))
+    cov_xx = (sum_xx[p] / n).sub_(torch.outer(mean_x, mean_x))
+    return corr, mean_x, mean_y, var_x, var_y, cov_xy, cov_xx
 
 
 def fold_pairs(

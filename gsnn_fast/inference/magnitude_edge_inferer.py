@@ -584,15 +584,12 @@ class MagnitudeEdgeInferer:
         cptr, cidx = self._cond_ptr.to(dev), self._cond_idx.to(dev)
         assert self.sum_xx is not None
         for p in range(self.n_pairs):
-            corr = self._corr(slice(p, p + 1), "mean", True)[0][0]
-            mean_x = self.sum_x[p] / n
-            mean_y = self.sum_y[p] / n
-            var_x = torch.clamp(self.sum_x2[p] / n - mean_x * mean_x, min=0.0)
-            var_y = torch.clamp(self.sum_y2[p] / n - mean_y * mean_y, min=0.0)
-            cov_xy = (self.sum_xy[p] / n).sub_(torch.outer(mean_x, mean_y))
-            cov_xx = (self.sum_xx[p] / n).sub_(torch.outer(mean_x, mean_x))
+            corr, _, _, var_x, var_y, cov_xy, cov_xx = _ops.pair_moments_torch(
+                self.sum_x, self.sum_y, self.sum_x2, self.sum_y2, self.sum_xy, self.sum_xx,
+                p, n, tol, self.zero_var,
+            )  # fmt: skip
             yield _partial_corr_absolute(corr, cov_xy, cov_xx, var_x, var_y, cptr, cidx, ridge, tol)
-            del cov_xy, cov_xx, corr
+            del cov_xy, cov_xx, corr  # before the next pair's are formed
 
     def _validate_scoring(self, layer_agg: str, score: str, ridge: float) -> None:
         _check_choice("layer_agg", layer_agg, LAYER_AGGS)
