@@ -244,10 +244,12 @@ def run_demo(
         simulate,
         split_held_out,
     )
-    from .inference.magnitude_edge_inferer import MagnitudeEdgeInferer
-    from .inference.magnitude_edge_regressor import MagnitudeEdgeRegressor
-    from .inference.ranking import evaluate_target_ranking, pair_auc, roc_curve
+    from .inference import MagnitudeEdgeInferer, MagnitudeEdgeRegressor
     from .models import GSNN
+    from .pipeline.metrics import pair_auc, roc_curve
+    from .pipeline.training import batch_loader, train_joint
+
+    evaluate_target_ranking = MagnitudeEdgeInferer.evaluate_target_ranking
 
     say = log if log is not None else (lambda _msg: None)
     for name, value, lo in (("width", width, 3), ("epochs", epochs, 1), ("threads", threads, 1)):
@@ -331,18 +333,11 @@ def run_demo(
 
         # -- training -----------------------------------------------------------------
         t0 = time.perf_counter()
-        dataset = torch.utils.data.TensorDataset(x_train, y_train)
         shuffle_gen = torch.Generator().manual_seed(cfg.seed)
         # Whole batches per fetch: the same batches as DataLoader(batch_size=64,
         # shuffle=True, drop_last=True, generator=shuffle_gen), without per-sample collation.
-        train_loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=None,
-            sampler=torch.utils.data.BatchSampler(
-                torch.utils.data.RandomSampler(dataset, generator=shuffle_gen),
-                batch_size=cfg.batch_size,
-                drop_last=True,
-            ),
+        train_loader = batch_loader(
+            x_train, y_train, cfg.batch_size, shuffle=True, drop_last=True, generator=shuffle_gen
         )
         # fused=True: the same AdamW update in one kernel per step (about 6x cheaper than
         # the default per-parameter loop on the CPU for the GSNN's 30 small parameters).
@@ -350,33 +345,18 @@ def run_demo(
             model.parameters(), lr=cfg.gsnn_lr, weight_decay=0, fused=True
         )
         crit = torch.nn.MSELoss()
-        val_auc_history: list[float] = []
-        best_epoch: int | None = None
-        for epoch in range(cfg.epochs):
-            model.train()
-            regressor.train()
-            loss_sum = torch.zeros((), device=dev)
-            n_steps = 0
-            for x_batch, y_batch in train_loader:
-                regressor.pre_forward()
-                yhat = model(x_batch)
-                loss = crit(yhat, y_batch)
-                regressor.arm_retained_grads()
-                gsnn_optim.zero_grad()
-                loss.backward()
-                regressor.aux_step(sync=False)
-                gsnn_optim.step()
-                loss_sum += loss.detach()
-                n_steps += 1
-            val = regressor.evaluate_against(edges_val)
-            val_auc_history.append(val["auc"])
-            if regressor.maybe_save_best(val["auc"]):
-                best_epoch = epoch + 1
-            train_loss = float(loss_sum) / max(n_steps, 1)
-            say(
-                f"epoch {epoch + 1:2d}/{cfg.epochs} | train loss: {train_loss:.4f} "
-                f"| val AUC: {val['auc']:.3f} | MRR: {val['mrr']:.3f}"
-            )
+        history = train_joint(
+            model,
+            regressor,
+            train_loader,
+            epochs=cfg.epochs,
+            optimizer=gsnn_optim,
+            crit=crit,
+            val_edges=edges_val,
+            log=log,
+        )
+        val_auc_history = history.val_auc
+        best_epoch = history.best_regressor_epoch
         timings["train"] = time.perf_counter() - t0
 
         # -- test fit -----------------------------------------------------------------
@@ -400,15 +380,7 @@ def run_demo(
 
         t0 = time.perf_counter()
         mei = MagnitudeEdgeInferer(model, data, reduction=cfg.mei_reduction)
-        infer_loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=None,
-            sampler=torch.utils.data.BatchSampler(
-                torch.utils.data.SequentialSampler(dataset),
-                batch_size=cfg.batch_size,
-                drop_last=True,
-            ),
-        )
+        infer_loader = batch_loader(x_train, y_train, cfg.batch_size, shuffle=False, drop_last=True)
         mei.fit(infer_loader, crit=crit, device=dev, verbose=False)
         timings["mei_fit"] = time.perf_counter() - t0
         t0 = time.perf_counter()
