@@ -280,4 +280,36 @@ inline void check_pair_corr(const at::Tensor& sum_x, const at::Tensor& sum_y,
   TORCH_CHECK(agg == kAggMean || agg == kAggMax, op, ": unknown agg ", agg, " (0 = mean, 1 = max)");
 }
 
+// Validates the arguments of pair_partial_corr: the sums of pair_corr with
+// M = N, sum_xx of sum_xy's shape, float64, ridge >= 0, and the shapes and dtypes
+// of the conditioning CSR ptr [N + 1] / idx (int64, on sum_xy's device). The CSR's
+// contents are checked by check_partial_corr_csr on a host copy.
+inline void check_pair_partial_corr(const at::Tensor& sum_x, const at::Tensor& sum_y,
+                                    const at::Tensor& sum_x2, const at::Tensor& sum_y2,
+                                    const at::Tensor& sum_xy, const at::Tensor& sum_xx,
+                                    const at::Tensor& ptr, const at::Tensor& idx, double n,
+                                    double ridge, double tol, int64_t agg) {
+  constexpr const char* op = "pair_partial_corr";
+  check_pair_corr(sum_x, sum_y, sum_x2, sum_y2, sum_xy, n, tol, kZeroVarRelative, agg, op);
+  TORCH_CHECK(sum_xy.size(1) == sum_xy.size(2), op, ": sum_xy must be [P, N, N], got ",
+              sum_xy.sizes());
+  TORCH_CHECK(sum_xx.sizes() == sum_xy.sizes(), op, ": sum_xx must have the shape of sum_xy ",
+              sum_xy.sizes(), ", got ", sum_xx.sizes());
+  TORCH_CHECK(sum_xx.scalar_type() == at::kDouble, op, ": sum_xx must be float64, got ",
+              sum_xx.scalar_type());
+  TORCH_CHECK(sum_xx.device() == sum_xy.device(), op, ": sum_xx is on ", sum_xx.device(),
+              " but sum_xy is on ", sum_xy.device());
+  TORCH_CHECK(std::isfinite(ridge) && ridge >= 0, op, ": ridge must be a finite number >= 0, got ",
+              ridge);
+  const int64_t N = sum_xy.size(1);
+  TORCH_CHECK(ptr.dim() == 1 && ptr.size(0) == N + 1, op, ": ptr must be [N + 1] = [", N + 1,
+              "] offsets, got ", ptr.sizes());
+  TORCH_CHECK(idx.dim() == 1, op, ": idx must be 1-d, got ", idx.sizes());
+  TORCH_CHECK(ptr.scalar_type() == at::kLong && idx.scalar_type() == at::kLong, op,
+              ": ptr and idx must be int64, got ", ptr.scalar_type(), " and ", idx.scalar_type());
+  TORCH_CHECK(ptr.device() == sum_xy.device() && idx.device() == sum_xy.device(), op,
+              ": ptr and idx must be on sum_xy's device ", sum_xy.device(), ", got ", ptr.device(),
+              " and ", idx.device());
+}
+
 }  // namespace gsnn_fast

@@ -39,23 +39,23 @@ TORCH_LIBRARY(gsnn_fast, m) {
       "float n, float tol, int rule, int agg, bool per_pair) -> (Tensor, Tensor)");
   // Partial correlation of every layer pair from the streaming sums (relative
   // zero-variance rule) and its mean / max over pairs -> ([P, N, N] or empty, [N, N])
-  // float64; CPU only, the Python wrapper composes pair_corr + partial_corr elsewhere
-  // (csrc/cpu/partial_corr_cpu.cpp).
+  // float64 (csrc/include/gsnn_fast/partial_corr.h; CPU and CUDA kernels).
   m.def(
       "pair_partial_corr(Tensor sum_x, Tensor sum_y, Tensor sum_x2, Tensor sum_y2, "
       "Tensor sum_xy, Tensor sum_xx, Tensor ptr, Tensor idx, float n, float ridge, float tol, "
       "int agg, bool per_pair) -> (Tensor, Tensor)");
-  // Stable argsort of a float64 vector (NaN last) for building result frames on the
-  // host: LSD radix sort, CPU only (csrc/cpu/frame_cpu.cpp).
+  // Host-only helpers of the result frames (csrc/cpu/frame_cpu.cpp): they take CPU
+  // tensors; CUDA tensors get a clear error.
+  // Stable argsort of a float64 vector (NaN last): LSD radix sort.
   m.def("argsort_stable(Tensor x, bool descending) -> Tensor");
   // The row order of a result frame: flat positions i * N + j of an [N, N] score
   // sorted by score descending, NaN last, ties src-major, the diagonal skipped when
-  // asked; CPU only (csrc/cpu/frame_cpu.cpp).
+  // asked.
   m.def("frame_order(Tensor score, bool exclude_self) -> Tensor");
   // Benjamini-Hochberg q-values of p-values non-decreasing within each group (by
-  // merging the groups), or an empty tensor if they are not; CPU only.
+  // merging the groups), or an empty tensor if they are not.
   m.def("bh_q_grouped(Tensor p, Tensor group) -> Tensor");
-  // The first k rows of each target (non-NaN score) of a frame in frame order; CPU only.
+  // The first k rows of each target (non-NaN score) of a frame in frame order.
   m.def("top_k_rows(Tensor dst, Tensor score, int k) -> Tensor");
 }
 
@@ -67,8 +67,10 @@ PyObject* build_info(PyObject* /*self*/, PyObject* /*args*/) {
 #else
   PyObject* cuda = Py_False;
 #endif
-  return Py_BuildValue("{s:O,s:s,s:s,s:s}", "cuda", cuda, "cxx_flags", GSNN_FAST_CXX_FLAGS,
-                       "nvcc_flags", GSNN_FAST_NVCC_FLAGS, "compiler", __VERSION__);
+  return Py_BuildValue("{s:O,s:s,s:s,s:s,s:l,s:s}", "cuda", cuda, "cxx_flags",
+                       GSNN_FAST_CXX_FLAGS, "nvcc_flags", GSNN_FAST_NVCC_FLAGS, "compiler",
+                       __VERSION__, "cxx_standard", static_cast<long>(__cplusplus),
+                       "torch_version", GSNN_FAST_TORCH_VERSION);
 }
 
 PyMethodDef methods[] = {

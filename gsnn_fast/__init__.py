@@ -7,7 +7,7 @@ kernels behind it (``gsnn_fast._C``) give bit-identical results on CPU and CUDA.
 from __future__ import annotations
 
 from . import sparse  # noqa: F401  (registers the sparse-linear autograd and fakes)
-from ._ops import build_info
+from .ops import build_info
 from .data import GraphData, nx2pyg, pyg2nx, simulate
 from .inference import MagnitudeEdgeInferer, MagnitudeEdgeRegressor
 from .models import GSNN, ResBlock, SparseLinear

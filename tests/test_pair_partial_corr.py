@@ -1,7 +1,7 @@
-"""gsnn_fast::pair_partial_corr (CPU: moments, systems and aggregation in one op) against
-its composition from pair_corr + partial_corr + torch ops (the path CUDA tensors take),
-bit for bit; against the float64 numpy reference of the inferer tests; argument checks
-and opcheck."""
+"""gsnn_fast::pair_partial_corr (moments, systems and aggregation in one op) against its
+composition from the pair_corr and partial_corr ops and torch ops, bit for bit; against
+the float64 numpy reference of the inferer tests; CUDA against CPU (on a GPU); argument
+checks and opcheck."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from gsnn_fast._ops import pair_partial_corr, pair_partial_corr_torch
+from gsnn_fast.inference.torch_scoring import fold_pairs, pair_moments
+from gsnn_fast.ops import pair_partial_corr, partial_corr
 
 from .conftest import bits, require_cuda
 from .inferer_reference import aggregate, reference_pair_scores
@@ -57,6 +58,29 @@ def make_case(P, B, N, seed, big=0):
     return sums, float(B), ptr, idx, parents, x, y
 
 
+def compose(sums, ptr, idx, n, ridge, tol, agg, per_pair):
+    """The op's result composed from pair_corr (moments and plain corr), torch ops
+    (covariances, the zero-variance rule) and partial_corr (the systems), one pair at a
+    time, folded by torch ops: the same rounded operations in the same order."""
+    sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx = sums
+
+    def scores():
+        for p in range(sum_xy.shape[0]):
+            corr, mean_x, mean_y, var_x, var_y, cov_xy, cov_xx = pair_moments(
+                sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, p, n, tol
+            )
+            nan = torch.full_like(var_x, float("nan"))
+            var_x = torch.where(var_x <= tol * (mean_x * mean_x), nan, var_x)
+            var_y = torch.where(var_y <= tol * (mean_y * mean_y), nan, var_y)
+            yield partial_corr(
+                corr[None], cov_xy[None], cov_xx[None], var_x[None], var_y[None], ptr, idx,
+                ridge, tol,
+            )[0]  # fmt: skip
+
+    code = {"mean": 0, "max": 1}[agg]
+    return fold_pairs(scores(), sum_xy.shape[0], sum_xy.shape[-1], sum_xy.device, code, per_pair)
+
+
 @pytest.mark.parametrize("agg", AGGS)
 @pytest.mark.parametrize("per_pair", [True, False])
 @pytest.mark.parametrize("ridge", [0.0, 1e-8])
@@ -69,8 +93,7 @@ def test_equals_composition_bit_for_bit(monkeypatch, agg, per_pair, ridge, isa):
     for P, B, N, big in [(1, 7, 9, 0), (3, 40, 30, 0), (2, 120, 90, 70)]:
         sums, n, ptr, idx, *_ = make_case(P, B, N, seed=P + N, big=big)
         got = pair_partial_corr(*sums, ptr, idx, n, ridge, TOL, agg, per_pair)
-        want = pair_partial_corr_torch(*sums, ptr, idx, n, ridge, TOL, {"mean": 0, "max": 1}[agg],
-                                       per_pair)  # fmt: skip
+        want = compose(sums, ptr, idx, n, ridge, TOL, agg, per_pair)
         for a, b in zip(got, want):
             assert a.shape == b.shape and a.is_contiguous()
             assert same_up_to_nan_payload(a, b), (P, N, agg, per_pair, ridge)
@@ -153,14 +176,20 @@ def test_opcheck(per_pair):
         )
 
 
-def test_cuda_composition_matches_cpu_bit_for_bit():
+@pytest.mark.parametrize("per_pair", [True, False])
+def test_cuda_matches_cpu_bit_for_bit(per_pair):
     require_cuda()
-    sums, n, ptr, idx, *_ = make_case(3, 50, 100, seed=8, big=70)
-    for agg in AGGS:
-        cpu = pair_partial_corr(*sums, ptr, idx, n, 1e-8, TOL, agg, True)
-        gpu = pair_partial_corr(
-            *(s.cuda() for s in sums), ptr.cuda(), idx.cuda(), n, 1e-8, TOL, agg, True
-        )
-        for a, b in zip(cpu, gpu):
-            assert b.device.type == "cuda"
-            assert same_up_to_nan_payload(a, b.cpu())
+    for P, B, N, big in [(3, 50, 100, 70), (2, 33, 130, 150), (1, 7, 9, 0), (0, 5, 6, 0)]:
+        sums, n, ptr, idx, *_ = make_case(max(P, 1), B, N, seed=8 + N, big=big)
+        if P == 0:
+            sums = tuple(s[:0] for s in sums)
+        for agg in AGGS:
+            for ridge in (0.0, 1e-8):
+                cpu = pair_partial_corr(*sums, ptr, idx, n, ridge, TOL, agg, per_pair)
+                gpu = pair_partial_corr(
+                    *(s.cuda() for s in sums), ptr.cuda(), idx.cuda(), n, ridge, TOL, agg,
+                    per_pair,
+                )  # fmt: skip
+                for a, b in zip(cpu, gpu):
+                    assert b.device.type == "cuda"
+                    assert torch.equal(bits(a), bits(b.cpu())), (P, N, agg, ridge, per_pair)

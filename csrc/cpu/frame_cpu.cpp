@@ -1,5 +1,6 @@
-// CPU kernels of the result-frame helpers (host only; no CUDA kernels: frames are
-// built on the host, and the Python wrappers send CUDA tensors to torch):
+// CPU kernels of the result-frame helpers. They run on the host only (frames are
+// built on the host); a CUDA tensor gets a clear error (registered below for the
+// CUDA key) instead of the dispatcher's "no kernel" message:
 //   argsort_stable(x, descending): the stable argsort of a float64 vector, NaN last;
 //   frame_order(score, exclude_self): the same order over the flat positions
 //     i * N + j of an [N, N] score matrix, the diagonal skipped when asked (the row
@@ -278,6 +279,31 @@ TORCH_LIBRARY_IMPL(gsnn_fast, CPU, m) {
   m.impl("argsort_stable", &argsort_stable_cpu);
   m.impl("frame_order", &frame_order_cpu);
   m.impl("bh_q_grouped", &bh_q_grouped_cpu);
+}
+
+namespace {
+
+[[noreturn]] void host_only(const char* op, const at::Tensor& t) {
+  TORCH_CHECK(false, "gsnn_fast::", op, " runs on the host only (result frames are built on ",
+              "the CPU), got a tensor on ", t.device(), "; move its inputs with .cpu() first");
+}
+
+}  // namespace
+
+// The same ops on CUDA tensors: a clear error (in CPU-only builds too).
+TORCH_LIBRARY_IMPL(gsnn_fast, CUDA, m) {
+  m.impl("top_k_rows", [](const at::Tensor& dst, const at::Tensor&, int64_t) -> at::Tensor {
+    host_only("top_k_rows", dst);
+  });
+  m.impl("argsort_stable", [](const at::Tensor& x, bool) -> at::Tensor {
+    host_only("argsort_stable", x);
+  });
+  m.impl("frame_order", [](const at::Tensor& score, bool) -> at::Tensor {
+    host_only("frame_order", score);
+  });
+  m.impl("bh_q_grouped", [](const at::Tensor& p, const at::Tensor&) -> at::Tensor {
+    host_only("bh_q_grouped", p);
+  });
 }
 
 }  // namespace gsnn_fast

@@ -148,33 +148,6 @@ struct MatSrc {
   }
 };
 
-struct SumMat {
-  const double* sum;
-  const double* mr;
-  const double* mc;
-  double n;
-  int64_t N;
-  double operator()(int64_t r, int64_t c) const {
-    return sub_rn(div_rn(sum[r * N + c], n), mul_rn(mr[r], mc[c]));
-  }
-};
-
-// Rows of B = cov_xx[S, i0 ...] from the sums: lane by lane the operations of SumMat.
-struct SumRows {
-  const double* sum;
-  const double* mx;
-  double n;
-  int64_t N;
-  const int64_t* S;
-  int64_t i0;
-  template <class V>
-  GSNN_ALWAYS_INLINE typename V::T load(int64_t a, int64_t off) const {
-    const int64_t r = S[a];
-    return V::sub(V::div(V::load(sum + r * N + i0 + off), V::splat(n)),
-                  V::mul(V::splat(mx[r]), V::load(mx + i0 + off)));
-  }
-};
-
 struct SumSrc {
   SumMat xy, xx;
   static SumSrc of(const Ctx& c, int64_t p) {
@@ -655,32 +628,16 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
     const at::Tensor& sum_y2_in, const at::Tensor& sum_xy_in, const at::Tensor& sum_xx_in,
     const at::Tensor& ptr_in, const at::Tensor& idx_in, double n, double ridge, double tol,
     int64_t agg, bool per_pair) {
-  constexpr const char* kOp = "pair_partial_corr";
-  check_pair_corr(sum_x_in, sum_y_in, sum_x2_in, sum_y2_in, sum_xy_in, n, tol, kZeroVarRelative,
-                  agg, kOp);
-  TORCH_CHECK(sum_xy_in.size(1) == sum_xy_in.size(2), kOp, ": sum_xy must be [P, N, N], got ",
-              sum_xy_in.sizes());
-  TORCH_CHECK(sum_xx_in.sizes() == sum_xy_in.sizes(), kOp,
-              ": sum_xx must have the shape of sum_xy ", sum_xy_in.sizes(), ", got ",
-              sum_xx_in.sizes());
-  TORCH_CHECK(sum_xx_in.scalar_type() == at::kDouble, kOp, ": sum_xx must be float64, got ",
-              sum_xx_in.scalar_type());
-  TORCH_CHECK(std::isfinite(ridge) && ridge >= 0, kOp, ": ridge must be a finite number >= 0, got ",
-              ridge);
+  check_pair_partial_corr(sum_x_in, sum_y_in, sum_x2_in, sum_y2_in, sum_xy_in, sum_xx_in, ptr_in,
+                          idx_in, n, ridge, tol, agg);
   const int64_t P = sum_xy_in.size(0), N = sum_xy_in.size(1), NN = N * N;
-  TORCH_CHECK(ptr_in.dim() == 1 && ptr_in.size(0) == N + 1, kOp, ": ptr must be [N + 1] = [", N + 1,
-              "] offsets, got ", ptr_in.sizes());
-  TORCH_CHECK(idx_in.dim() == 1, kOp, ": idx must be 1-d, got ", idx_in.sizes());
-  TORCH_CHECK(ptr_in.scalar_type() == at::kLong && idx_in.scalar_type() == at::kLong, kOp,
-              ": ptr and idx must be int64, got ", ptr_in.scalar_type(), " and ",
-              idx_in.scalar_type());
   const at::Tensor sum_x = sum_x_in.contiguous(), sum_y = sum_y_in.contiguous(),
                    sum_x2 = sum_x2_in.contiguous(), sum_y2 = sum_y2_in.contiguous(),
                    sum_xy = sum_xy_in.contiguous(), sum_xx = sum_xx_in.contiguous(),
                    ptr = ptr_in.contiguous(), idx = idx_in.contiguous();
   const int64_t* pp = ptr.data_ptr<int64_t>();
   const int64_t* ix = idx.data_ptr<int64_t>();
-  const int64_t smax = check_partial_corr_csr(pp, N, ix, idx.size(0), kOp);
+  const int64_t smax = check_partial_corr_csr(pp, N, ix, idx.size(0), "pair_partial_corr");
   const auto opts = sum_xy.options();
   at::Tensor pairs = per_pair ? at::empty({P, N, N}, opts) : at::empty({0}, opts);
   at::Tensor out = at::empty({N, N}, opts);

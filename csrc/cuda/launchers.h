@@ -73,4 +73,19 @@ cudaError_t launch_pair_corr(const double* sum_x, const double* sum_y, const dou
                              int64_t N, double n, double tol, int32_t rule, int32_t agg,
                              double* scratch, double* per_pair, double* out, cudaStream_t stream);
 
+// Inputs as in gsnn_fast::pair_partial_corr (contiguous device pointers: sum_x,
+// sum_y, sum_x2, sum_y2 [P, N], sum_xy, sum_xx [P, N, N]; the conditioning CSR
+// ptr [N + 1] / idx, validated, smax = the largest set); per_pair ([P, N, N]) may
+// be null; out is [N, N]; work holds pair_partial_corr_work_doubles(P, N, smax,
+// num_blocks, per_pair != null, agg) doubles (gsnn_fast/partial_corr.h); the
+// dynamic shared memory is partial_corr_smem_bytes(smax), which the caller has
+// checked against the device's opt-in limit.
+cudaError_t launch_pair_partial_corr(const double* sum_x, const double* sum_y,
+                                     const double* sum_x2, const double* sum_y2,
+                                     const double* sum_xy, const double* sum_xx,
+                                     const int64_t* ptr, const int64_t* idx, int64_t P, int64_t N,
+                                     int64_t smax, double n, double ridge, double tol, int32_t agg,
+                                     double* per_pair, double* out, double* work,
+                                     int64_t num_blocks, cudaStream_t stream);
+
 }  // namespace gsnn_fast

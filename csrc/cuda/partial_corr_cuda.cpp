@@ -1,6 +1,6 @@
 // CUDA glue of gsnn_fast::partial_corr (CUDA builds only): checks (the CSR is
-// validated on a host copy, which also gives the largest set size that sizes the
-// shared memory), device guard, stream, scratch, launcher
+// validated on a host copy, by the CPU op's function, which also gives the largest
+// set size that sizes the shared memory), device guard, stream, scratch, launcher
 // (csrc/cuda/partial_corr_kernel.cu).
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "../checks.h"
+#include "glue.h"
 #include "launchers.h"
 
 namespace gsnn_fast {
@@ -35,37 +36,18 @@ at::Tensor partial_corr_cuda(const at::Tensor& corr_in, const at::Tensor& cov_xy
   at::Tensor out = at::empty({P, N, N}, corr.options());
   if (P == 0 || N == 0) return out;
 
-  const int64_t smem = partial_corr_smem_bytes(smax);
-  int dev = 0, optin = 0;
-  cudaError_t err = cudaGetDevice(&dev);
-  if (err == cudaSuccess)
-    err = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-  TORCH_CHECK(err == cudaSuccess,
-              "partial_corr: cannot query the device: ", cudaGetErrorString(err));
-  if (smem > optin) {
-    int64_t s_ok = 0;
-    while (partial_corr_smem_bytes(s_ok + 1) <= optin) ++s_ok;
-    TORCH_CHECK(false, "partial_corr: the largest conditioning set has ", smax,
-                " members; its Cholesky factor needs ", smem,
-                " bytes of shared memory per block, more than the ", optin,
-                " bytes this device allows (at most ", s_ok,
-                " members). Cap the conditioning sets or run this op on the CPU.");
-  }
-
-  // Grid-stride over the P * N systems with at most ~256 MiB of z scratch.
-  const int64_t per_block = smax * kPartialCorrThreads;  // doubles
-  int64_t blocks = std::min<int64_t>(P * N, 65535);
-  if (per_block > 0)
-    blocks = std::max<int64_t>(1, std::min<int64_t>(blocks, (int64_t{1} << 25) / per_block));
-  at::Tensor scratch = at::empty({std::max<int64_t>(1, blocks * per_block)}, corr.options());
+  check_solve_shared_memory(smax, "partial_corr");
+  const int64_t blocks = solve_blocks(P * N, smax);
+  at::Tensor scratch =
+      at::empty({std::max<int64_t>(1, blocks * smax * kPartialCorrThreads)}, corr.options());
 
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  err = launch_partial_corr(corr.data_ptr<double>(), cov_xy.data_ptr<double>(),
+  const cudaError_t err = launch_partial_corr(corr.data_ptr<double>(), cov_xy.data_ptr<double>(),
                             cov_xx.data_ptr<double>(), var_x.data_ptr<double>(),
                             var_y.data_ptr<double>(), ptr.data_ptr<int64_t>(),
                             idx.data_ptr<int64_t>(), P, N, smax, ridge, tol, out.data_ptr<double>(),
                             scratch.data_ptr<double>(), blocks, stream);
-  TORCH_CHECK(err == cudaSuccess, "partial_corr: CUDA launch failed: ", cudaGetErrorString(err));
+  check_launch(err, "partial_corr");
   return out;
 }
 

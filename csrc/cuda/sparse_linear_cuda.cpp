@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "../checks.h"
+#include "glue.h"
 #include "launchers.h"
 
 namespace gsnn_fast {
@@ -32,10 +33,6 @@ cudaError_t spmm(const at::Tensor& xT, int64_t B, const at::Tensor& ptr, const a
                                        values.data_ptr<double>(),
                                        bias.defined() ? bias.data_ptr<double>() : nullptr,
                                        out.data_ptr<double>(), ldo, n_cols, stream);
-}
-
-void check_launch(cudaError_t err, const char* op) {
-  TORCH_CHECK(err == cudaSuccess, op, ": CUDA launch failed: ", cudaGetErrorString(err));
 }
 
 }  // namespace

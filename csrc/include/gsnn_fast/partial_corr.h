@@ -48,6 +48,7 @@
 #pragma once
 
 #include "gsnn_fast/hd.h"
+#include "gsnn_fast/pair_corr.h"
 
 namespace gsnn_fast {
 
@@ -318,19 +319,81 @@ GSNN_PC_INLINE typename V::T partial_corr_finish(typename V::T zz, typename V::T
   return V::ne_sel(V::sub(vx, vx), V::splat(0.0), nan, r);
 }
 
-// out[p, i, j] of a system whose factorisation and vy passed (one source; the
-// CUDA threads call this). z is per-source scratch of s doubles at stride zstride.
+// out[p, i, j] of a system whose factorisation and vy passed, for one source i (the
+// CUDA threads call this): b[a] = brows.load(a, 0) (the column i of cov_xx[S, :]),
+// cxy_ij = cov_xy(i, j). z is per-source scratch of s doubles at stride zstride.
+template <class Rows>
+GSNN_HD double partial_corr_source_at(const double* Lp, const double* alpha, const int64_t* S,
+                                      int64_t s, const Rows& brows, int64_t i, int64_t j,
+                                      double var_x_i, double cxy_ij, double vy, double tol,
+                                      double* z, int64_t zstride) {
+  if (i == j || in_sorted(S, s, i)) return nan_d();
+  double zz = 0.0;
+  double balpha = 0.0;
+  // PARITY: the sequence of forward_subst_rows on one source.
+  forward_subst<ScalarLanes, 1, 1, true>(Lp, s, brows, alpha, z, zstride, &zz, &balpha);
+  return partial_corr_finish<ScalarLanes>(zz, balpha, var_x_i, cxy_ij, vy, tol);
+}
+
+// The same from precomputed covariances: b[a] = cov_xx_p[S[a] * N + i].
 GSNN_HD double partial_corr_source(const double* Lp, const double* alpha, const int64_t* S,
                                    int64_t s, const double* cov_xx_p, const double* cov_xy_p,
                                    int64_t N, int64_t i, int64_t j, double var_x_i, double vy,
                                    double tol, double* z, int64_t zstride) {
-  if (i == j || in_sorted(S, s, i)) return nan_d();
-  double zz = 0.0;
-  double balpha = 0.0;
-  // PARITY: b[a] = cov_xx_p[S[a] * N + i]; the sequence of forward_subst_rows.
-  forward_subst<ScalarLanes, 1, 1, true>(Lp, s, PlainRows{cov_xx_p + i, S, N}, alpha, z, zstride,
-                                         &zz, &balpha);
-  return partial_corr_finish<ScalarLanes>(zz, balpha, var_x_i, cov_xy_p[i * N + j], vy, tol);
+  return partial_corr_source_at(Lp, alpha, S, s, PlainRows{cov_xx_p + i, S, N}, i, j, var_x_i,
+                                cov_xy_p[i * N + j], vy, tol, z, zstride);
+}
+
+// ---------------------------------------------------------------------------
+// gsnn_fast::pair_partial_corr: the systems read their covariances from the
+// streaming sums, formed entry by entry as they are read (no [N, N] covariance is
+// stored):
+//   cov(r, c) = sum[r, c] / n - mean_r[r] * mean_c[c]
+// (div, mul, sub: one rounding each), the value a precomputed covariance matrix
+// would hold. cov_xy: sum = sum_xy[p], mean_r = mean_x[p], mean_c = mean_y[p];
+// cov_xx: sum = sum_xx[p], mean_r = mean_c = mean_x[p]. Both backends use these
+// accessors, so the solves see the same operands bit for bit.
+// ---------------------------------------------------------------------------
+
+struct SumMat {
+  const double* sum;  // [N, N] row-major
+  const double* mr;   // [N] means of the rows
+  const double* mc;   // [N] means of the columns
+  double n;
+  int64_t N;
+  GSNN_HD double operator()(int64_t r, int64_t c) const {
+    // PARITY: sum / n, then minus the rounded product of the means.
+    return sub_rn(div_rn(sum[r * N + c], n), mul_rn(mr[r], mc[c]));
+  }
+};
+
+// Rows of B = cov_xx[S, i0 ...] formed from sum_xx: lane by lane the operations of
+// SumMat (a lane group is kWidth consecutive columns i0 + off ...).
+struct SumRows {
+  const double* sum;  // sum_xx[p]
+  const double* mx;   // mean_x[p]
+  double n;
+  int64_t N;
+  const int64_t* S;
+  int64_t i0;
+  template <class V>
+  GSNN_PC_INLINE typename V::T load(int64_t a, int64_t off) const {
+    const int64_t r = S[a];
+    return V::sub(V::div(V::load(sum + r * N + i0 + off), V::splat(n)),
+                  V::mul(V::splat(mx[r]), V::load(mx + i0 + off)));
+  }
+};
+
+// Doubles of the work buffer of the CUDA pair_partial_corr launcher: the node
+// moments (6 P N, pair_corr_moments_view), the variances the systems take (2 P N,
+// NaN where zero), one pair's scores when per_pair is not kept (N^2), the running
+// count of the mean (N^2), and the per-thread z scratch of the systems
+// (num_blocks * kPartialCorrThreads * smax).
+inline int64_t pair_partial_corr_work_doubles(int64_t P, int64_t N, int64_t smax,
+                                              int64_t num_blocks, bool keep_per_pair,
+                                              int32_t agg) {
+  return 8 * P * N + (keep_per_pair ? 0 : N * N) + (agg == kAggMean ? N * N : 0) +
+         num_blocks * kPartialCorrThreads * smax;
 }
 
 }  // namespace gsnn_fast
