@@ -1,5 +1,5 @@
 """The result-frame ops: gsnn_fast::argsort_stable and frame_order (radix sorts) against
-numpy's stable sort, bh_q_grouped against ranking.bh_qvalues bit for bit, and pair_frame's
+numpy's stable sort, bh_q_grouped against bh_qvalues bit for bit, and pair_frame's
 q-value routes."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from gsnn_fast._ops import (
     frame_order,
     top_k_rows,
 )
-from gsnn_fast.inference import ranking
+from gsnn_fast.inference.frame import pair_frame
+from gsnn_fast.inference.significance import bh_qvalues, fisher_p_values
 
 
 def _values(n, seed):
@@ -132,7 +133,7 @@ def _grouped_p(m, G, seed):
     df[0] = 1.0  # df < 2: p = 1 for the whole group
     r[rng.random(m) < 0.05] = np.nan  # NaN scores (p = 1) ...
     r = np.concatenate([r[~np.isnan(r)], r[np.isnan(r)]])  # ... sorted last
-    p = ranking.fisher_p_values(r, df, df_index=group)
+    p = fisher_p_values(r, df, df_index=group)
     return p, np.unique(group, return_inverse=True)[1].astype(np.int64)  # ids in [0, m)
 
 
@@ -142,7 +143,7 @@ def test_bh_q_grouped_bit_identical_to_bh_qvalues(G):
         p, group = _grouped_p(m, G, seed + 10 * G)
         q = bh_q_grouped(torch.from_numpy(p), torch.from_numpy(group))
         assert q is not None
-        want = ranking.bh_qvalues(p)
+        want = bh_qvalues(p)
         assert np.array_equal(q.numpy().view(np.int64), want.view(np.int64))
 
 
@@ -189,19 +190,19 @@ def test_pair_frame_q_values_by_every_route(groups):
     n_cond = rng.integers(0, 4, n)
     df = (100 - 3 - n_cond).astype(float)
     names = [f"n{i}" for i in range(n)]
-    p_full = ranking.fisher_p_values(score, df[None, :])
+    p_full = fisher_p_values(score, df[None, :])
     claim = {"right": n_cond, "wrong": rng.integers(0, 3, n), "none": None}[groups]
 
     def p_of(r, dst):
-        return ranking.fisher_p_values(r, df, df_index=dst)
+        return fisher_p_values(r, df, df_index=dst)
 
-    res = ranking.pair_frame(names, {"corr": score}, p_of, "corr", p_groups=claim)
-    ref = ranking.pair_frame(names, {"corr": score}, p_full, "corr")
+    res = pair_frame(names, {"corr": score}, p_of, "corr", p_groups=claim)
+    ref = pair_frame(names, {"corr": score}, p_full, "corr")
     for col in ("src_idx", "dst_idx", "corr", "p_value"):
         assert np.array_equal(res[col].to_numpy(), ref[col].to_numpy(), equal_nan=True)
     off = ~np.eye(n, dtype=bool)
     q_ref = np.full((n, n), np.nan)
-    q_ref[off] = ranking.bh_qvalues(p_full[off])
+    q_ref[off] = bh_qvalues(p_full[off])
     want = q_ref[res["src_idx"].to_numpy(), res["dst_idx"].to_numpy()]
     assert np.array_equal(res["q_value"].to_numpy().view(np.int64), want.view(np.int64))
 
@@ -242,9 +243,9 @@ def test_pair_frame_top_k_is_the_full_frame_filtered(exclude_self):
     score = np.round(rng.uniform(-1, 1, (n, n)), 1)  # many ties
     score[rng.random((n, n)) < 0.2] = np.nan
     names = [f"n{i}" for i in range(n)]
-    p = ranking.fisher_p_values(score, 40.0)
-    full = ranking.pair_frame(names, {"corr": score}, p, "corr", exclude_self=exclude_self)
-    top = ranking.pair_frame(names, {"corr": score}, p, "corr", exclude_self, top_k=3)
+    p = fisher_p_values(score, 40.0)
+    full = pair_frame(names, {"corr": score}, p, "corr", exclude_self=exclude_self)
+    top = pair_frame(names, {"corr": score}, p, "corr", exclude_self, top_k=3)
     ranked = full.dropna(subset=["corr"]).sort_values(
         ["dst_idx", "corr", "src_idx"], ascending=[True, False, True]
     )

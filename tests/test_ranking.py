@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from gsnn_fast.inference import ranking
+from gsnn_fast.inference.frame import pair_frame
 from gsnn_fast.inference.magnitude_edge_inferer import MagnitudeEdgeInferer
+from gsnn_fast.inference.significance import bh_qvalues, fisher_p_values
 
 rank_fn = MagnitudeEdgeInferer.evaluate_target_ranking
 
@@ -100,7 +101,7 @@ def test_matches_pandas_reference_on_random_frames():
     N = len(names)
     corr = np.round(rng.uniform(-1, 1, (N, N)), 1)  # many ties
     corr[rng.uniform(size=(N, N)) < 0.15] = np.nan
-    res = ranking.pair_frame(names, {"corr": corr}, np.full((N, N), 0.5), "corr")
+    res = pair_frame(names, {"corr": corr}, np.full((N, N), 0.5), "corr")
     pos = [(names[i], names[j]) for i, j in rng.integers(0, N, (25, 2)) if i != j]
     detail, summary = rank_fn(res, pos, top_k=(1, 3, 5))
     want = _pandas_reference(res, pos, "corr", (1, 3, 5))
@@ -119,12 +120,12 @@ def test_p_and_q_values_against_scipy():
     r = rng.uniform(-1, 1, 200)
     r[:5] = [np.nan, 1.0, -1.0, 0.0, 0.99999]
     df = rng.integers(0, 60, 200).astype(float)
-    p = ranking.fisher_p_values(r, df)
+    p = fisher_p_values(r, df)
     with np.errstate(all="ignore"):
         z = np.arctanh(np.clip(r, -0.9999, 0.9999)) * np.sqrt(np.maximum(df, 1))
     want = np.where(np.isnan(r) | (df < 2), 1.0, scipy.stats.norm.sf(z))
     np.testing.assert_allclose(p, want, rtol=1e-12, atol=1e-300)
-    q = ranking.bh_qvalues(p)
+    q = bh_qvalues(p)
     np.testing.assert_allclose(q, scipy.stats.false_discovery_control(p), rtol=1e-12)
 
 
@@ -132,7 +133,6 @@ def test_p_and_q_values_against_scipy():
 def test_pair_frame_q_values_equal_bh_over_candidates_bit_for_bit(monotone):
     """The frame's q-values are BH over all non-self rows, whether they come from the
     score order (p monotone in the score, one df) or from a separate sort of p."""
-    from gsnn_fast.inference.ranking import bh_qvalues, fisher_p_values, pair_frame
 
     rng = np.random.default_rng(7)
     n = 60

@@ -19,7 +19,7 @@ import torch.nn as nn
 from scipy import special
 
 from gsnn_fast.inference.magnitude_edge_regressor import MagnitudeEdgeRegressor
-from gsnn_fast.inference.ranking import evaluate_target_ranking
+from gsnn_fast.inference.metrics import evaluate_target_ranking
 
 FF = ("function", "to", "function")
 
@@ -595,7 +595,7 @@ def test_bad_edge_index():
 def test_fast_auc_equals_rank_based_auc(n_pos, n_neg):
     from scipy.stats import rankdata
 
-    from gsnn_fast.inference.ranking import pair_auc
+    from gsnn_fast.inference.metrics import pair_auc
 
     rng = np.random.default_rng(n_pos * 1000 + n_neg)
     pos = rng.integers(0, 8, n_pos).astype(np.float32)  # heavy ties

@@ -16,8 +16,9 @@ The helpers here turn that into what the magnitude kernels take:
   each submodule's own ``training`` flag afterwards;
 * :func:`function_node_ids` and :func:`channel_ptr` give the node -> channel-range CSR
   (plus a channel permutation when a node's channels are not contiguous and in order);
-* :func:`collect_captured`, :func:`stack_layers`, :func:`stack_activations` and
-  :func:`activation_gradients` give ``(L, B, C)`` activations and gradients.
+* :func:`collect_captured`, :func:`stack_layers` and :func:`activation_gradients` give
+  ``(L, B, C)`` activations and gradients; :func:`drop_captured` releases what the
+  blocks stored (for callers that manage the flags themselves, like the regressor).
 
 Nothing here touches a parameter's ``.grad``: gradients are taken with
 ``torch.autograd.grad`` w.r.t. the captured tensors only.
@@ -38,10 +39,10 @@ __all__ = [
     "capturing",
     "channel_ptr",
     "collect_captured",
+    "drop_captured",
     "function_node_ids",
     "model_blocks",
     "preserved_mode",
-    "stack_activations",
     "stack_layers",
 ]
 
@@ -190,6 +191,17 @@ def channel_ptr(
     return ptr, perm
 
 
+def drop_captured(blocks: Sequence[Any]) -> None:
+    """Release what each block captured (every :data:`CAPTURE_ATTRS` attribute): an
+    instance attribute is deleted, any other non-None value is set to None."""
+    for blk in blocks:
+        for name in CAPTURE_ATTRS:
+            if name in blk.__dict__:
+                delattr(blk, name)
+            elif getattr(blk, name, None) is not None:
+                setattr(blk, name, None)
+
+
 def collect_captured(blocks: Sequence[Any], use_pre_norm: bool = True) -> list[torch.Tensor]:
     """The captured tensor of every block (``(B, C)`` or ``(B, C, 1)``, as stored).
 
@@ -230,11 +242,6 @@ def stack_layers(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     if len(shapes) != 1:
         raise RuntimeError(f"captured tensors differ in shape across blocks: {sorted(shapes)}")
     return torch.stack(mats, 0)
-
-
-def stack_activations(blocks: Sequence[Any], use_pre_norm: bool = True) -> torch.Tensor:
-    """``(L, B, C)`` detached stack of the blocks' captured activations."""
-    return stack_layers(collect_captured(blocks, use_pre_norm))
 
 
 def activation_gradients(loss: torch.Tensor, acts: Sequence[torch.Tensor]) -> list[torch.Tensor]:

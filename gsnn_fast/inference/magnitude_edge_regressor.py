@@ -50,10 +50,12 @@ import torch
 import torch.nn as nn
 
 from .._ops import segment_magnitude
-from . import ranking
-from .capture import channel_ptr, function_node_ids
-from .ranking import evaluate_target_ranking as _evaluate_target_ranking
-from .ranking import one_sided_normal_p, pair_frame
+from .capture import channel_ptr, drop_captured, function_node_ids, stack_layers
+from .edges import adjacency, function_edges
+from .frame import pair_frame
+from .metrics import evaluate_target_ranking as _evaluate_target_ranking
+from .metrics import matrix_target_ranks, pair_auc, positive_pairs
+from .significance import one_sided_normal_p
 
 __all__ = ["MagnitudeEdgeRegressor"]
 
@@ -61,7 +63,6 @@ __all__ = ["MagnitudeEdgeRegressor"]
 AGGREGATORS: dict[str, str] = {"sum": "sum", "max": "max", "mean": "mean", "l2": "l2"}
 SCORE_MODES = ("abs", "relu", "signed")
 EPS_MODES = ("relative", "absolute")
-_FF = ("function", "to", "function")
 
 
 def _check_float(value: Any, name: str, lo: float, hi: float, lo_open: bool = False) -> float:
@@ -233,16 +234,8 @@ class MagnitudeEdgeRegressor(nn.Module):
         self.register_buffer("_ptr", ptr, persistent=False)
         self.register_buffer("_perm", perm, persistent=False)
 
-        ei = data.edge_index_dict[_FF]
-        ei = ei.detach().cpu().numpy() if torch.is_tensor(ei) else np.asarray(ei)
-        ei = ei.reshape(2, -1).astype(np.int64)
-        if ei.size and (ei.min() < 0 or ei.max() >= N):
-            raise ValueError(
-                "data: function->function edge_index holds indices outside [0, "
-                f"{N}) (range {ei.min()}..{ei.max()})"
-            )
-        self._edge_src, self._edge_dst = ei[0], ei[1]
-        self.edges = {(self.function_nodes[i], self.function_nodes[j]) for i, j in ei.T}
+        self._edges = function_edges(data, N)
+        self.edges = {(self.function_nodes[i], self.function_nodes[j]) for i, j in self._edges.T}
 
         # -- parameters, optimiser, buffers ---------------------------------------------
         self.W = nn.Parameter(torch.empty(N, N))
@@ -278,13 +271,9 @@ class MagnitudeEdgeRegressor(nn.Module):
         """Drop every captured activation and restore the blocks' capture flags."""
         blocks = self._blocks()
         prev = self._prev_store or [False] * len(blocks)
+        drop_captured(blocks)
         for mod, flag in zip(blocks, prev):
             mod._store_activations = flag
-            for attr in ("_last_activation", "_last_pre_norm_activation"):
-                if attr in mod.__dict__:
-                    delattr(mod, attr)
-                elif getattr(mod, attr, None) is not None:
-                    setattr(mod, attr, None)
         self._acts = None
         self._prev_store = None
         self._stage = "idle"
@@ -299,12 +288,8 @@ class MagnitudeEdgeRegressor(nn.Module):
             self._release()
         blocks = self._blocks()
         self._prev_store = [bool(getattr(m, "_store_activations", False)) for m in blocks]
+        drop_captured(blocks)
         for mod in blocks:
-            for attr in ("_last_activation", "_last_pre_norm_activation"):
-                if attr in mod.__dict__:
-                    delattr(mod, attr)
-                elif getattr(mod, attr, None) is not None:
-                    setattr(mod, attr, None)
             mod._store_activations = True
         self._stage = "pre_forward"
 
@@ -351,16 +336,14 @@ class MagnitudeEdgeRegressor(nn.Module):
         self._acts = acts
         self._stage = "armed"
 
-    def _stacked(self, tensors: Iterable[torch.Tensor]) -> torch.Tensor:
+    def _stacked(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         """(L', B, C') |captures| (detached copy), channels grouped by node.
 
         Every aggregator depends on |v| only, so the absolute value is taken here, in
         place on the fresh copy: the magnitudes are bit-identical, and the CPU kernel's
         per-element sign branch becomes predictable (about 1.8x faster on random signs).
         """
-        ts = [t.detach() for t in tensors]
-        B = ts[0].shape[0]
-        x = torch.stack([t.reshape(B, -1) for t in ts])
+        x = stack_layers(tensors)
         if not x.is_floating_point():
             x = x.float()
         if self._perm is not None:
@@ -532,9 +515,7 @@ class MagnitudeEdgeRegressor(nn.Module):
         return s if as_tensor else s.cpu().numpy()
 
     def _adjacency(self) -> np.ndarray:
-        adj = np.zeros((self.N, self.N), dtype=bool)
-        adj[self._edge_src, self._edge_dst] = True
-        return adj
+        return adjacency(self._edges, self.N)
 
     def coefficient_pvalues(self) -> np.ndarray:
         """(N, N) one-sided p-values of ``W[i, j] > 0`` from the streaming gram.
@@ -585,19 +566,6 @@ class MagnitudeEdgeRegressor(nn.Module):
             exclude_self=exclude_self,
         )
 
-    def _positive_pairs(self, positive_edges: Iterable[tuple[Any, Any]]) -> set[tuple[Any, Any]]:
-        """The distinct (src, dst) pairs; ValueError if empty or naming unknown nodes."""
-        try:
-            pos = {(s, d) for s, d in positive_edges}
-        except (TypeError, ValueError):
-            raise ValueError("positive_edges must be an iterable of (src, dst) pairs") from None
-        if not pos:
-            raise ValueError("positive_edges is empty")
-        unknown = sorted({str(x) for e in pos for x in e if x not in self._name_to_idx})
-        if unknown:
-            raise ValueError(f"positive_edges name unknown function nodes: {unknown[:10]}")
-        return pos
-
     def evaluate_against(
         self,
         positive_edges: Iterable[tuple[Any, Any]],
@@ -615,14 +583,14 @@ class MagnitudeEdgeRegressor(nn.Module):
         Both are computed straight from the (N, N) score matrix, without building the
         N^2-row frame: the AUC by one sort of the negatives and a binary search of the
         positives in it, each positive's rank by comparing it with its target's column
-        (O(N n_pos)). The results equal ``ranking.pair_auc`` and
-        ``ranking.evaluate_target_ranking(self.evaluate(), ...)`` (ties in a column go to
+        (O(N n_pos)). The results equal ``metrics.pair_auc`` and
+        ``metrics.evaluate_target_ranking(self.evaluate(), ...)`` (ties in a column go to
         the lower source index, the frame's row order); about 0.1 s at N = 2,000.
 
         Raises:
             ValueError: empty ``positive_edges``, unknown node names, bad ``top_k``.
         """
-        pos = self._positive_pairs(positive_edges)
+        pos = positive_pairs(positive_edges, self._name_to_idx)
         top_k = tuple(top_k)
         for k in top_k:
             if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -638,9 +606,9 @@ class MagnitudeEdgeRegressor(nn.Module):
         np.fill_diagonal(pos_mask, False)
         neg_mask = ~(pos_mask | self._adjacency())
         np.fill_diagonal(neg_mask, False)
-        out: dict[str, float] = {"auc": ranking.pair_auc(S[pos_mask], S[neg_mask])}
+        out: dict[str, float] = {"auc": pair_auc(S[pos_mask], S[neg_mask])}
 
-        rank = ranking.matrix_target_ranks(S, src, dst)
+        rank = matrix_target_ranks(S, src, dst)
         rr = np.where(np.isnan(rank), 0.0, 1.0 / np.where(np.isnan(rank), 1.0, rank))
         out["n_positives"] = float(len(rank))
         out["mrr"] = float(rr.mean())
@@ -657,7 +625,7 @@ class MagnitudeEdgeRegressor(nn.Module):
         known_nodes: Iterable[Any] | None = None,
     ) -> tuple[pd.DataFrame, dict[str, float]]:
         """Within-target ranking of ``positive_edges`` in ``res`` (see SPEC section 4 and
-        :func:`gsnn_fast.inference.ranking.evaluate_target_ranking`): ``(detail, summary)``
+        :func:`gsnn_fast.inference.metrics.evaluate_target_ranking`): ``(detail, summary)``
         with ``summary = {'n_positives', 'mrr', 'top@k'...}``."""
         return _evaluate_target_ranking(
             res,
