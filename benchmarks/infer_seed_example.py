@@ -85,7 +85,7 @@ def write_seed_example(
     }
 
 
-def test_aucs(candidates: pd.DataFrame, edges_test, kept_ff) -> dict[str, float]:
+def score_test_edges(candidates: pd.DataFrame, edges_test, kept_ff) -> dict[str, float]:
     """ROC-AUC of the test edges against the non-edges, per method, from a candidate
     frame (pairs of the partial graph are not in it; self pairs never are)."""
     from gsnn_fast.pipeline.metrics import pair_auc
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - t0
     cand = pd.read_csv(out / "candidates.tsv", sep="\t")
     run = json.loads((out / "results.json").read_text())
-    aucs = test_aucs(cand, ex["edges_test"], ex["kept_ff"])
+    aucs = score_test_edges(cand, ex["edges_test"], ex["kept_ff"])
     record = {
         "what": "gsnn-fast infer on the seed notebook's partial graph and simulated data; "
         "test ROC-AUC of the notebook's 18 test edges vs non-edges, from candidates.tsv",

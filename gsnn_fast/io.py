@@ -250,6 +250,13 @@ def read_nodes_table(
 # ----------------------------------------------------------------------------- tables
 
 
+def _pyarrow_parquet() -> Any:
+    """``pyarrow.parquet`` (ImportError when pyarrow is not installed)."""
+    import pyarrow.parquet as pq
+
+    return pq
+
+
 def read_table(path: str | os.PathLike | pd.DataFrame, what: str = "INPUTS") -> pd.DataFrame:
     """A samples x nodes table as float64 with string sample ids (index) and node names.
 
@@ -267,7 +274,7 @@ def read_table(path: str | os.PathLike | pd.DataFrame, what: str = "INPUTS") -> 
         label = f"{what} file {str(p)!r}"
         if p.suffix.lower() in (".parquet", ".pq"):
             try:
-                import pyarrow.parquet as pq
+                pq = _pyarrow_parquet()
             except ImportError:
                 raise InputError(
                     f"{label}: reading Parquet needs pyarrow, which is not installed "
