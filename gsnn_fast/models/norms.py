@@ -101,7 +101,7 @@ class _Grouped(nn.Module):
             return s.repeat_interleave(self._k, dim=-1)
         return s.index_select(-1, self.channel_groups)
 
-    def _batch_group_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _batch_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Population mean and variance per group over batch and channels: (G,), (G,)."""
         n = self._counts(x) * x.shape[0]
         mean = self._gsum(x).sum(0) / n
@@ -115,6 +115,65 @@ def _squeeze_last(x: torch.Tensor) -> torch.Tensor:
     if x.dim() != 2:
         raise ValueError(f"expected input of shape (B, C) or (B, C, 1), got {tuple(x.shape)}")
     return x
+
+
+class _RunningStats:
+    """Running (EMA) statistics and the optional affine map of a normalisation layer.
+
+    A subclass provides ``_batch_stats(x) -> (mean, var)`` (population statistics of
+    each slot: a group or a channel) and ``_expand(s)`` (slot values -> channels), and
+    calls :meth:`_init_running` in ``__init__``.
+    """
+
+    def _init_running(
+        self, size: int, eps: float, momentum: float, affine: bool, track_running_stats: bool
+    ) -> None:
+        self.eps = eps
+        self.momentum = momentum
+        self.track_running_stats = track_running_stats
+        if affine:
+            self.gamma = nn.Parameter(torch.ones(size))
+            self.beta = nn.Parameter(torch.zeros(size))
+        else:
+            self.register_parameter("gamma", None)
+            self.register_parameter("beta", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(size))
+            self.register_buffer("running_var", torch.ones(size))
+            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def _update(self, mean: torch.Tensor, var: torch.Tensor) -> None:
+        """``running = (1 - momentum) running + momentum batch``, without gradient."""
+        with torch.no_grad():
+            m = self.momentum
+            self.num_batches_tracked += 1
+            self.running_mean.mul_(1 - m).add_(m * mean.to(self.running_mean.dtype))
+            self.running_var.mul_(1 - m).add_(m * var.to(self.running_var.dtype))
+
+    def _mean_var(self, x: torch.Tensor, ema_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The statistics to normalise ``x`` with, after updating the running ones in
+        training. Without running statistics: the batch's. With them: in evaluation the
+        running ones; in training the batch's (``ema_only=False``, batch norm) or the
+        running ones just updated from the batch (``ema_only=True``)."""
+        if self.track_running_stats and (ema_only or not self.training):
+            if self.training:
+                self._update(*self._batch_stats(x.detach()))
+            return self.running_mean.to(x.dtype), self.running_var.to(x.dtype)
+        mean, var = self._batch_stats(x)
+        if self.training and self.track_running_stats:
+            self._update(mean.detach(), var.detach())
+        return mean, var
+
+    def _normalise(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / sqrt(var + eps)``, then ``* gamma + beta`` when affine."""
+        out = (x - self._expand(mean)) / torch.sqrt(self._expand(var) + self.eps)
+        if self.gamma is not None and self.beta is not None:
+            out = out * self._expand(self.gamma) + self._expand(self.beta)
+        return out
 
 
 class GroupLayerNorm(_Grouped):
@@ -158,7 +217,7 @@ class GroupLayerNorm(_Grouped):
         return out.unsqueeze(-1)
 
 
-class GroupBatchNorm(_Grouped):
+class GroupBatchNorm(_RunningStats, _Grouped):
     """Batch normalisation with statistics pooled per channel group.
 
     Training (or ``track_running_stats=False``): mean and population variance of each
@@ -187,45 +246,12 @@ class GroupBatchNorm(_Grouped):
     ) -> None:
         super().__init__()
         self._init_groups(channel_groups)
-        self.eps = eps
-        self.momentum = momentum
-        self.track_running_stats = track_running_stats
-        G = self.num_groups
-        if affine:
-            self.gamma = nn.Parameter(torch.ones(G))
-            self.beta = nn.Parameter(torch.zeros(G))
-        else:
-            self.register_parameter("gamma", None)
-            self.register_parameter("beta", None)
-        if track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(G))
-            self.register_buffer("running_var", torch.ones(G))
-            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
-
-    def _update(self, mean: torch.Tensor, var: torch.Tensor) -> None:
-        with torch.no_grad():
-            m = self.momentum
-            self.num_batches_tracked += 1
-            self.running_mean.mul_(1 - m).add_(m * mean.to(self.running_mean.dtype))
-            self.running_var.mul_(1 - m).add_(m * var.to(self.running_var.dtype))
+        self._init_running(self.num_groups, eps, momentum, affine, track_running_stats)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _squeeze_last(x)
-        if self.training or not self.track_running_stats:
-            mean, var = self._batch_group_stats(x)
-            if self.track_running_stats:
-                self._update(mean.detach(), var.detach())
-        else:
-            mean = self.running_mean.to(x.dtype)
-            var = self.running_var.to(x.dtype)
-        out = (x - self._expand(mean)) / torch.sqrt(self._expand(var) + self.eps)
-        if self.gamma is not None and self.beta is not None:
-            out = out * self._expand(self.gamma) + self._expand(self.beta)
-        return out.unsqueeze(-1)
+        mean, var = self._mean_var(x, ema_only=False)
+        return self._normalise(x, mean, var).unsqueeze(-1)
 
 
 class GroupRMSNorm(_Grouped):
@@ -315,21 +341,11 @@ class GroupEMANorm(GroupBatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         was3 = x.dim() == 3
         x = _squeeze_last(x)
-        if self.track_running_stats:
-            if self.training:
-                with torch.no_grad():
-                    self._update(*self._batch_group_stats(x.detach()))
-            mean = self.running_mean.to(x.dtype)
-            var = self.running_var.to(x.dtype)
-        else:
-            mean, var = self._batch_group_stats(x)
-        out = (x - self._expand(mean)) / torch.sqrt(self._expand(var) + self.eps)
-        if self.gamma is not None and self.beta is not None:
-            out = out * self._expand(self.gamma) + self._expand(self.beta)
+        out = self._normalise(x, *self._mean_var(x, ema_only=True))
         return out.unsqueeze(-1) if was3 else out
 
 
-class ChannelEMANorm(nn.Module):
+class ChannelEMANorm(_RunningStats, nn.Module):
     """Per-channel normalisation with exponential-moving-average statistics only.
 
     Like :class:`GroupEMANorm` with one group per channel: in training the running
@@ -353,24 +369,13 @@ class ChannelEMANorm(nn.Module):
     ) -> None:
         super().__init__()
         self.num_channels = int(num_channels)
-        self.eps = eps
-        self.momentum = momentum
-        self.track_running_stats = track_running_stats
-        C = self.num_channels
-        if affine:
-            self.gamma = nn.Parameter(torch.ones(C))
-            self.beta = nn.Parameter(torch.zeros(C))
-        else:
-            self.register_parameter("gamma", None)
-            self.register_parameter("beta", None)
-        if track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(C))
-            self.register_buffer("running_var", torch.ones(C))
-            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
+        self._init_running(self.num_channels, eps, momentum, affine, track_running_stats)
+
+    def _batch_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.mean(0), x.var(0, unbiased=False)
+
+    def _expand(self, s: torch.Tensor) -> torch.Tensor:
+        return s
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         was3 = x.dim() == 3
@@ -379,21 +384,5 @@ class ChannelEMANorm(nn.Module):
             raise ValueError(
                 f"ChannelEMANorm expected {self.num_channels} channels, got {x.shape[1]}"
             )
-        if self.track_running_stats:
-            if self.training:
-                with torch.no_grad():
-                    m = self.momentum
-                    bm = x.mean(0)
-                    bv = x.var(0, unbiased=False)
-                    self.num_batches_tracked += 1
-                    self.running_mean.mul_(1 - m).add_(m * bm.to(self.running_mean.dtype))
-                    self.running_var.mul_(1 - m).add_(m * bv.to(self.running_var.dtype))
-            mean = self.running_mean.to(x.dtype)
-            var = self.running_var.to(x.dtype)
-        else:
-            mean = x.mean(0)
-            var = x.var(0, unbiased=False)
-        out = (x - mean) / torch.sqrt(var + self.eps)
-        if self.gamma is not None and self.beta is not None:
-            out = out * self.gamma + self.beta
+        out = self._normalise(x, *self._mean_var(x, ema_only=True))
         return out.unsqueeze(-1) if was3 else out
