@@ -9,8 +9,9 @@ batches, a training loop over an epoch's batches, a command-line run) uses
             ...
             progress.update(i + 1, samples=n_seen)
 
-While the loop runs the line reads ``fit: batch 3/10 | n=192 | 1500 samples/s`` (the
-``/10`` only when the total is known, ``n=`` and the rate in samples only when samples
+While the loop runs the line reads ``fit: batch 3/10 | n=192 | 1500 samples/s | ETA 1s``
+(the ``/10`` and the ETA -- time so far per unit times the units left -- only when the
+total is known, ``n=`` and the rate in samples only when samples
 are counted, otherwise the rate is in units per second). It is redrawn with a carriage
 return at most every ``interval`` seconds and always for the last unit. Leaving the
 ``with`` normally replaces it with one summary line ending in a newline
@@ -27,7 +28,19 @@ import time
 from types import TracebackType
 from typing import TextIO
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "format_seconds"]
+
+
+def format_seconds(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h07m``: a duration for a status line."""
+    s = max(int(round(seconds)), 0)
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
 
 
 class Progress:
@@ -103,6 +116,9 @@ class Progress:
         elif note:
             parts[0] += f" ({note})"
         parts.append(self._rate(now - self.start))
+        if self.total is not None and 0 < count < self.total:
+            left = (now - self.start) / count * (self.total - count)
+            parts.append(f"ETA {format_seconds(left)}")
         self._emit(" | ".join(parts), newline=False)
 
     def close(self) -> None:
@@ -116,6 +132,15 @@ class Progress:
         if self.note:
             text += f", {self.note}"
         self._emit(f"{text} in {seconds:.2f} s ({self._rate(seconds)})", newline=True)
+
+    def clear(self) -> None:
+        """Erase the running line (no summary): for a loop that prints its own line
+        when it finishes (the training loop's per-epoch line)."""
+        if self.enabled and self._open:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+            self._open = False
+            self._width = 0
 
     def abort(self) -> None:
         """End an open running line without a summary (the loop failed)."""

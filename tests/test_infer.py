@@ -177,10 +177,15 @@ def _run_bad(small, capsys, *extra, net=None, x=None, y=None):
     return err
 
 
-def test_small_example_runs(small, capsys):
+def test_small_example_runs_with_progress(small, capsys):
     p = small["paths"]
-    res = infer_edges(p["net"], p["x"], p["y"], log=None, edge_val_fraction=0.5, **FAST_KW)
+    kw = {**FAST_KW, "batch_size": 8}
+    res = infer_edges(p["net"], p["x"], p["y"], edge_val_fraction=0.5, progress=True, **kw)
     assert set(res.candidates["src"].astype(str)) <= {"f0", "f1", "f2"}
+    out = capsys.readouterr().out
+    # one status line over the batches (with an ETA), erased before each epoch line
+    assert "\repoch 1/2: batch 1/4 | n=8 |" in out and "| ETA " in out
+    assert "epoch  2/2 | train loss:" in out and "MagnitudeEdgeInferer.fit:" in out
 
 
 def test_missing_file(small, capsys):

@@ -143,7 +143,7 @@ def train_joint(
         :class:`TrainHistory`. The regressor is left at its last state (call
         ``regressor.load_best()`` for the best checkpoint).
     """
-    from ..progress import Progress
+    from ..progress import Progress, format_seconds
 
     if crit is None:
         crit = torch.nn.MSELoss()
@@ -191,7 +191,7 @@ def train_joint(
         except BaseException:
             bar.abort()
             raise
-        bar.clear() if hasattr(bar, "clear") else bar.abort()
+        bar.clear()
         val_auc = val_mrr = None
         if val_edges:
             val = regressor.evaluate_against(val_edges)
@@ -220,7 +220,7 @@ def train_joint(
             line += f" | val AUC: {val_auc:.3f} | MRR: {val_mrr:.3f}"
         if log is not None and progress and epoch + 1 < epochs:
             per_epoch = (time.perf_counter() - t_train) / (epoch + 1)
-            line += f" | ETA {_fmt_seconds(per_epoch * (epochs - epoch - 1))}"
+            line += f" | ETA {format_seconds(per_epoch * (epochs - epoch - 1))}"
         say(line)
         if patience is not None and val_data is not None and since_best >= patience:
             history.stopped_early = True
@@ -232,14 +232,3 @@ def train_joint(
     if restore_best_model and best_state is not None:
         model.load_state_dict(best_state)
     return history
-
-
-def _fmt_seconds(s: float) -> str:
-    s = max(int(round(s)), 0)
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m"
