@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 DEMO_ARGS ?=
 
-.PHONY: demo test build bench lint format clean
+.PHONY: demo test build bench lint format clean dist
 
 $(VENV)/.installed: pyproject.toml setup.py
 	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
@@ -33,6 +33,13 @@ test: build
 bench: build
 	$(PY) -m pip install -q matplotlib
 	$(PY) -m benchmarks.run
+
+# Source distribution and CPU wheel in dist/ (the wheel is built from the unpacked sdist,
+# which checks that the sdist holds everything the build needs).
+dist: $(VENV)/.installed
+	$(PY) -m pip install -q build
+	rm -rf dist
+	GSNN_FAST_CUDA=0 MAX_JOBS=2 $(PY) -m build --no-isolation --outdir dist .
 
 lint: $(VENV)/.installed
 	$(PY) -m pip install -q ruff clang-format
