@@ -137,7 +137,6 @@ class ResBlock(nn.Module):
 
         self.norm = _make_norm(norm, cg, C, affine, norm_first)
         self.nonlin = nonlin()
-        self.mask = None
         self.node_mask: torch.Tensor | None = None
         self._store_activations = False
         self.learn_residual = learn_residual

@@ -251,12 +251,3 @@ class SparseLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"size={self.size}, nnz={self.nnz}, bias={self.bias is not None}, init={self.init!r}"
-
-
-def _fan_stats(indices: torch.Tensor, size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-entry ``(n_in, n_out)`` (helper for tests and docs)."""
-    r, m = indices[0], indices[1]
-    return (
-        torch.bincount(m, minlength=int(size[1]))[m],
-        torch.bincount(r, minlength=int(size[0]))[r],
-    )
