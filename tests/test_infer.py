@@ -313,3 +313,33 @@ def test_read_table_dataframe_checks():
     df = pd.DataFrame({"a": [1.0, 2.0], "b": [np.nan, np.nan]}, index=["s1", "s2"])
     with pytest.raises(InputError, match="'b' is all NaN"):
         read_table(df)
+
+
+def test_graphml_network_and_nodes_table(small, capsys):
+    p, d = small["paths"], small["dir"]
+    G = nx.DiGraph(list(small["net"].itertuples(index=False, name=None)))
+    G.add_edge("f2", "i0")  # a function -> input edge: ignored, reported
+    nx.write_graphml(G, d / "net.graphml")
+    roles = pd.DataFrame(
+        {
+            "node": ["i0", "i1", "f0", "f1", "f2", "o0", "o1"],
+            "role": ["input"] * 2 + ["function"] * 3 + ["output"] * 2,
+        }
+    )
+    roles.to_csv(d / "nodes.csv", index=False)
+    res = infer_edges(d / "net.graphml", p["x"], p["y"], nodes=d / "nodes.csv", log=None, **FAST_KW)
+    assert res.results["validation"]["edges"]["ignored (kind)"] == {"function->input": 1}
+    # a nodes table that contradicts the data
+    roles.loc[roles["node"] == "i1", "role"] = "function"
+    roles.to_csv(d / "nodes_bad.csv", index=False)
+    err = _run_bad(small, capsys, "--nodes", str(d / "nodes_bad.csv"))
+    assert "'i1'" in err and "role 'function'" in err
+
+
+def test_cuda_requested_without_cuda(small, capsys):
+    import gsnn_fast
+
+    if torch.cuda.is_available() and gsnn_fast.build_info().get("cuda"):
+        pytest.skip("CUDA is available here")
+    err = _run_bad(small, capsys, "--device", "cuda")
+    assert "cuda" in err
