@@ -2,6 +2,7 @@
 // csrc/include/gsnn_fast/pair_corr.h, shared with the CPU loops.
 #include <cuda_runtime.h>
 
+#include "launch.h"
 #include "launchers.h"
 
 namespace gsnn_fast {
@@ -60,13 +61,13 @@ cudaError_t launch_pair_corr(const double* sum_x, const double* sum_y, const dou
   if (M == 0 || N == 0) return cudaSuccess;
   const PairCorrMoments m = pair_corr_moments_view(scratch, P, M, N);
   if (P > 0) {
-    pair_corr_moments_kernel<<<grid_for(P * (M + N)), kThreads, 0, stream>>>(
+    GSNN_LAUNCH(pair_corr_moments_kernel, grid_for(P * (M + N)), kThreads, 0, stream)(
         sum_x, sum_x2, sum_y, sum_y2, P * M, P * N, n, tol, rule, m);
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
   }
-  pair_corr_kernel<<<grid_for(M * N), kThreads, 0, stream>>>(sum_xy, m, P, M, N, n, agg, per_pair,
-                                                             out);
+  GSNN_LAUNCH(pair_corr_kernel, grid_for(M * N), kThreads, 0, stream)(sum_xy, m, P, M, N, n, agg,
+                                                                      per_pair, out);
   return cudaGetLastError();
 }
 

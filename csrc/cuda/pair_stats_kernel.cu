@@ -14,6 +14,7 @@
 // (coalesced), to (k, i).
 #include <cuda_runtime.h>
 
+#include "launch.h"
 #include "launchers.h"
 
 namespace gsnn_fast {
@@ -59,7 +60,7 @@ __global__ void __launch_bounds__(kSub* kSub)
   double* Cp = C + p * N * N;
 
   // Staging buffers during the b loop; the transposed tile afterwards.
-  __shared__ double smem[kTile * (kTile + 1)];
+  GSNN_SHARED_ARRAY(double, smem, kTile*(kTile + 1));
   double* Us = smem;                   // [kChunk][kTile]
   double* Vs = smem + kChunk * kTile;  // [kChunk][kTile]
 
@@ -132,7 +133,7 @@ cudaError_t launch_pair_stats_update(const double* x, const double* y, int64_t L
     const int threads = 256;
     int64_t blocks = (P * N + threads - 1) / threads;
     if (blocks > 65535L * 32L) blocks = 65535L * 32L;
-    pair_moments_kernel<<<static_cast<unsigned int>(blocks), threads, 0, stream>>>(
+    GSNN_LAUNCH(pair_moments_kernel, static_cast<unsigned int>(blocks), threads, 0, stream)(
         x, y, P, B, N, sum_x, sum_y, sum_x2, sum_y2);
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
@@ -142,10 +143,10 @@ cudaError_t launch_pair_stats_update(const double* x, const double* y, int64_t L
   const dim3 grid(static_cast<unsigned int>(nt), static_cast<unsigned int>(nt),
                   static_cast<unsigned int>(P));
   // x_p pairs with y_{p+1}: V starts one layer later.
-  pair_product_kernel<false><<<grid, kSub * kSub, 0, stream>>>(x, y + B * N, B, N, sum_xy);
+  GSNN_LAUNCH(pair_product_kernel<false>, grid, kSub * kSub, 0, stream)(x, y + B * N, B, N, sum_xy);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess || sum_xx == nullptr) return err;
-  pair_product_kernel<true><<<grid, kSub * kSub, 0, stream>>>(x, x, B, N, sum_xx);
+  GSNN_LAUNCH(pair_product_kernel<true>, grid, kSub * kSub, 0, stream)(x, x, B, N, sum_xx);
   return cudaGetLastError();
 }
 

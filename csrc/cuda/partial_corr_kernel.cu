@@ -15,6 +15,7 @@
 //      blockDim.x.
 #include <cuda_runtime.h>
 
+#include "launch.h"
 #include "launchers.h"
 
 namespace gsnn_fast {
@@ -27,12 +28,12 @@ __global__ void __launch_bounds__(kPartialCorrThreads)
                         const int64_t* __restrict__ idx, int64_t P, int64_t N, int64_t smax,
                         double ridge, double tol, double* __restrict__ out,
                         double* __restrict__ scratch) {
-  extern __shared__ double smem[];
+  GSNN_DYNAMIC_SHARED(double, smem);
   double* Lp = smem;                                      // tri(smax) doubles
   double* alpha = Lp + tri(smax);                         // smax doubles
   int64_t* S = reinterpret_cast<int64_t*>(alpha + smax);  // smax indices
-  __shared__ int ok;
-  __shared__ double vy_s;
+  GSNN_SHARED(int, ok);
+  GSNN_SHARED(double, vy_s);
 
   const int tid = threadIdx.x;
   const int64_t nthreads = blockDim.x;
@@ -98,9 +99,9 @@ cudaError_t launch_partial_corr(const double* corr, const double* cov_xy, const 
         partial_corr_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (err != cudaSuccess) return err;
   }
-  partial_corr_kernel<<<static_cast<unsigned int>(num_blocks), kPartialCorrThreads,
-                        static_cast<size_t>(smem), stream>>>(
-      corr, cov_xy, cov_xx, var_x, var_y, ptr, idx, P, N, smax, ridge, tol, out, scratch);
+  GSNN_LAUNCH(partial_corr_kernel, static_cast<unsigned int>(num_blocks), kPartialCorrThreads,
+              static_cast<size_t>(smem), stream)(corr, cov_xy, cov_xx, var_x, var_y, ptr, idx, P, N,
+                                                 smax, ridge, tol, out, scratch);
   return cudaGetLastError();
 }
 

@@ -2,6 +2,7 @@
 // csrc/include/gsnn_fast/segment_magnitude.h, shared with the CPU loop.
 #include <cuda_runtime.h>
 
+#include "launch.h"
 #include "launchers.h"
 
 namespace gsnn_fast {
@@ -31,8 +32,8 @@ cudaError_t launch(const scalar_t* x, const int64_t* ptr, MagModes modes, int64_
   const int threads = 256;
   int64_t blocks = (total + threads - 1) / threads;
   if (blocks > 65535L * 32L) blocks = 65535L * 32L;
-  segment_magnitude_kernel<scalar_t>
-      <<<static_cast<unsigned int>(blocks), threads, 0, stream>>>(x, ptr, modes, L, B, C, N, out);
+  GSNN_LAUNCH(segment_magnitude_kernel<scalar_t>, static_cast<unsigned int>(blocks), threads, 0,
+              stream)(x, ptr, modes, L, B, C, N, out);
   return cudaGetLastError();
 }
 

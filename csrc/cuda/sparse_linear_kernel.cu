@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include "gsnn_fast/sparse_linear.h"
+#include "launch.h"
 #include "launchers.h"
 
 namespace gsnn_fast {
@@ -77,8 +78,8 @@ cudaError_t spmm(const scalar_t* xT, int64_t B, const int64_t* ptr, const int64_
                  int64_t ldo, int64_t n_cols, cudaStream_t stream) {
   const int64_t total = n_cols * B;
   if (total == 0) return cudaSuccess;
-  spmm_kernel<scalar_t><<<grid_for(total), kThreads, 0, stream>>>(xT, B, ptr, idx, perm, values,
-                                                                  bias, out, ldo, n_cols);
+  GSNN_LAUNCH(spmm_kernel<scalar_t>, grid_for(total), kThreads, 0, stream)(
+      xT, B, ptr, idx, perm, values, bias, out, ldo, n_cols);
   return cudaGetLastError();
 }
 
@@ -87,15 +88,15 @@ cudaError_t grad_values(const scalar_t* xT, const scalar_t* gT, int64_t B, const
                         const int64_t* cols, const int64_t* perm, int64_t n_rows, int64_t nnz,
                         scalar_t* gv, cudaStream_t stream) {
   if (nnz == 0) return cudaSuccess;
-  grad_values_kernel<scalar_t>
-      <<<grid_for(nnz), kThreads, 0, stream>>>(xT, gT, B, ptr, cols, perm, n_rows, nnz, gv);
+  GSNN_LAUNCH(grad_values_kernel<scalar_t>, grid_for(nnz), kThreads, 0, stream)(
+      xT, gT, B, ptr, cols, perm, n_rows, nnz, gv);
   return cudaGetLastError();
 }
 
 template <typename scalar_t>
 cudaError_t grad_bias(const scalar_t* g, int64_t B, int64_t M, scalar_t* out, cudaStream_t stream) {
   if (M == 0) return cudaSuccess;
-  column_sum_kernel<scalar_t><<<grid_for(M), kThreads, 0, stream>>>(g, B, M, out);
+  GSNN_LAUNCH(column_sum_kernel<scalar_t>, grid_for(M), kThreads, 0, stream)(g, B, M, out);
   return cudaGetLastError();
 }
 
