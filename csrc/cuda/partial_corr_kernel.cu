@@ -63,7 +63,9 @@ __global__ void __launch_bounds__(kPartialCorrThreads)
         cholesky_offdiag(Lp, cxx[S[r] * N + S[c]], r, c);
       __syncthreads();
     }
-    if (ok && tid == 0) {
+    // Only thread 0 reads ok before the barrier below: it also writes it here, so
+    // a read by another thread in the same interval would race with that write.
+    if (tid == 0 && ok) {
       const double vy = solve_alpha(Lp, cxy, N, S, s, j, var_y[sys], alpha);
       vy_s = vy;
       ok = residual_ok(vy, var_y[sys], tol) ? 1 : 0;
