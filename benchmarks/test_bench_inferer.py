@@ -152,7 +152,7 @@ def partial_floor(P: int, N: int, sizes: np.ndarray) -> tuple[float, float]:
 @pytest.mark.parametrize("case", PARTIAL_CASES, ids=str)
 def test_partial_solve(bench, case):
     """All (pair, target) ridge partial correlations from precomputed moments: the
-    batched solve of SPEC section 4 without the frame. gsnn_fast: ``_ops.partial_corr``
+    batched solve of score='partial' without the frame. gsnn_fast: ``_ops.partial_corr``
     on all pairs; vectorised: targets batched by conditioning-set size, batched
     Cholesky; reference_style: one Cholesky + solves per (pair, target)."""
     skip_if_no_device(case)

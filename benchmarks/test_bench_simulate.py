@@ -1,4 +1,4 @@
-"""Simulation (SPEC section 6) and the whole demo (the seed notebook end to end)."""
+"""Simulation and the whole demo (the seed notebook end to end)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A minimal model that honours only the activation-capture contract (SPEC §3).
+"""A minimal model that honours only the activation-capture contract (see
+gsnn_fast/inference/capture.py).
 
 It is not a GSNN: dense float64 layers, but the attributes the inferers rely on are
 there (``ResBlocks`` with ``_store_activations``, ``_last_pre_norm_activation``,

@@ -1,7 +1,8 @@
 """Independent dense reference of the GSNN network, for tests.
 
 Nothing here uses ``gsnn_fast``'s sparse code path: the homogeneous layout and the
-W_in / W_out entry order are re-derived from SPEC section 2 with plain Python loops,
+W_in / W_out entry order are re-derived from gsnn_fast.models.GSNN's documented layout
+with plain Python loops,
 the weights are placed into DENSE masked matrices, and every norm is written with
 plain tensor ops on a ``(B, Nf, ch)`` view. The model is only read for its
 parameter tensors (so autograd gives gradients w.r.t. the very same leaves), its
@@ -87,7 +88,7 @@ def expected_layout(
     add_function_self_edges: bool = True,
     edge_channels: int = 1,
 ) -> dict:
-    """SPEC section 2 layout, with Python loops."""
+    """The homogeneous GSNN layout (edge order, W_in / W_out entries), with Python loops."""
     Ni = len(node_names_dict["input"])
     Nf = len(node_names_dict["function"])
     No = len(node_names_dict["output"])

@@ -1,6 +1,6 @@
-"""Independent float64 numpy/scipy reference for MagnitudeEdgeInferer (SPEC §4).
+"""Independent float64 numpy/scipy reference for MagnitudeEdgeInferer.
 
-Written from the spec, not from the package: magnitudes come from a deep copy of the
+Written from the documented formulas, not from the package: magnitudes come from a deep copy of the
 model with ``retain_grad`` + ``backward`` and per-node numpy reductions; moments are
 two-pass (centred) over the raw samples rather than from streaming sums; the partial
 correlation solves each target with scipy's Cholesky; p-values use
@@ -77,7 +77,8 @@ def corr_from_cov(cxy, vx, vy, zx, zy):
 
 
 def partial_from_cov(corr, cxy, cxx, vx, vy, zx, zy, parents, ridge, tol, rule="relative"):
-    """SPEC §4 partial correlation of one pair, target by target (Cholesky / LU)."""
+    """Partial correlation of one pair given each target's parents, target by target
+    (Cholesky / LU)."""
     N = corr.shape[0]
     pc = np.full((N, N), np.nan)
     for j in range(N):

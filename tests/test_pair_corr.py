@@ -1,4 +1,4 @@
-"""gsnn_fast::pair_corr: float64 numpy reference, the previous pure-torch formulation
+"""gsnn_fast::pair_corr: float64 numpy reference, the same rounded steps written in torch
 bit for bit, NaN rules, max-agg ties, argument checks, opcheck, thread / SIMD-variant
 independence, CUDA parity."""
 
@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from gsnn_fast._ops import pair_corr
+from gsnn_fast.inference.torch_scoring import fold_pairs
 
 from .conftest import bits, require_cuda, wide_range
 
@@ -68,7 +69,7 @@ def run(s, n, rule="relative", agg="mean", per_pair=True, device="cpu", tol=TOL)
 
 
 def numpy_reference(s, n, rule, agg, tol=TOL):
-    """SPEC §4 in float64 numpy: moments, corr with NaN for zero variances, clip,
+    """pair_corr in float64 numpy: moments, corr with NaN for zero variances, clip,
     NaN-ignoring mean / signed max-|.| (first pair on ties) over pairs."""
     sx, sy, sx2, sy2, sxy = (s[k].numpy() for k in KEYS)
     mx, my = sx / n, sy / n
@@ -94,49 +95,38 @@ def numpy_reference(s, n, rule, agg, tol=TOL):
     return corr, out
 
 
-def torch_formulation(s, n, rule, agg, per_pair, tol=TOL, cr_sqrt=True):
-    """The previous MagnitudeEdgeInferer.score_matrices(score='corr') code, verbatim --
-    the order of rounded operations that pair_corr keeps -- except that with
+def torch_steps(s, n, rule, agg, per_pair, tol=TOL, cr_sqrt=True):
+    """pair_corr as separate torch operations per pair, each rounded once, in the order
+    the op performs them: ``mean = sum / n``, ``var = max(sum2 / n - mean^2, 0)``,
+    ``cov = sum_xy / n - mean_x mean_y``, ``corr = cov / sqrt(var_x var_y)``, NaN where
+    a variance counts as zero, clamp to [-1, 1], then the fold over pairs. With
     ``cr_sqrt`` the square root is numpy's correctly rounded one: torch's CPU sqrt of
     a large float64 tensor (MKL VML) is not correctly rounded (1 ulp off in ~1% of
     elements), while the op uses IEEE sqrt (__dsqrt_rn on CUDA) for CPU/CUDA parity."""
     P, N = s["sum_y"].shape
     M = s["sum_x"].shape[1]
-    pairs = torch.empty((P, M, N), dtype=torch.float64) if per_pair else None
-    acc = cnt = None
-    for p in range(P):
-        mean_x = s["sum_x"][p] / n
-        mean_y = s["sum_y"][p] / n
-        var_x = torch.clamp(s["sum_x2"][p] / n - mean_x * mean_x, min=0.0)
-        var_y = torch.clamp(s["sum_y2"][p] / n - mean_y * mean_y, min=0.0)
-        if rule == "absolute":
-            zx, zy = var_x <= tol, var_y <= tol
-        else:
-            zx, zy = var_x <= tol * (mean_x * mean_x), var_y <= tol * (mean_y * mean_y)
-        cov_xy = s["sum_xy"][p] / n
-        cov_xy.sub_(torch.outer(mean_x, mean_y))
-        prod = torch.outer(var_x, var_y)
-        denom = torch.from_numpy(np.sqrt(prod.numpy())) if cr_sqrt else prod.sqrt_()
-        corr = cov_xy.div_(denom)
-        corr.masked_fill_(zx[:, None] | zy[None, :], math.nan)
-        corr.clamp_(-1.0, 1.0)
-        if pairs is not None:
-            pairs[p] = corr
-        valid = ~torch.isnan(corr)
-        if agg == "mean":
-            if acc is None:
-                acc = torch.zeros_like(corr)
-                cnt = torch.zeros((M, N), dtype=torch.int32)
-            acc.add_(torch.where(valid, corr, torch.zeros((), dtype=corr.dtype)))
-            cnt.add_(valid.to(torch.int32))
-        elif acc is None:
-            acc = corr.clone()
-        else:
-            take = valid & (torch.isnan(acc) | (corr.abs() > acc.abs()))
-            acc = torch.where(take, corr, acc)
-    if agg == "mean":
-        acc = acc / cnt
-    return pairs, acc
+
+    def scores():
+        for p in range(P):
+            mean_x = s["sum_x"][p] / n
+            mean_y = s["sum_y"][p] / n
+            var_x = torch.clamp(s["sum_x2"][p] / n - mean_x * mean_x, min=0.0)
+            var_y = torch.clamp(s["sum_y2"][p] / n - mean_y * mean_y, min=0.0)
+            if rule == "absolute":
+                zx, zy = var_x <= tol, var_y <= tol
+            else:
+                zx, zy = var_x <= tol * (mean_x * mean_x), var_y <= tol * (mean_y * mean_y)
+            cov_xy = s["sum_xy"][p] / n
+            cov_xy.sub_(torch.outer(mean_x, mean_y))
+            prod = torch.outer(var_x, var_y)
+            denom = torch.from_numpy(np.sqrt(prod.numpy())) if cr_sqrt else prod.sqrt_()
+            corr = cov_xy.div_(denom)
+            corr.masked_fill_(zx[:, None] | zy[None, :], math.nan)
+            yield corr.clamp_(-1.0, 1.0)
+
+    assert M == N
+    pairs, acc = fold_pairs(scores(), P, N, torch.device("cpu"), AGGS.index(agg), per_pair)
+    return (pairs if per_pair else None), acc
 
 
 def same_up_to_nan_payload(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -175,17 +165,17 @@ def test_matches_numpy_reference(device, rule, agg, per_pair):
 
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("agg", AGGS)
-def test_bit_identical_to_previous_torch_formulation(rule, agg):
+def test_bit_identical_to_rounded_steps_in_torch(rule, agg):
     for s, n in (sample_sums(4, 13, 50, 50, seed=2), garbage_sums(4, 50, 50, seed=3)):
         pp, out = run(s, n, rule, agg, True)
-        ref_pp, ref_out = torch_formulation(s, n, rule, agg, True)
+        ref_pp, ref_out = torch_steps(s, n, rule, agg, True)
         assert same_up_to_nan_payload(pp, ref_pp)
         assert same_up_to_nan_payload(out, ref_out)
         _, out2 = run(s, n, rule, agg, False)
         assert torch.equal(bits(out2), bits(out))
         # with torch's own sqrt (not correctly rounded): the same NaN pattern, values
         # within a few ulp (of 1, for the cancellation in the mean)
-        tp, to = torch_formulation(s, n, rule, agg, True, cr_sqrt=False)
+        tp, to = torch_steps(s, n, rule, agg, True, cr_sqrt=False)
         for a, b in ((pp, tp), (out, to)):
             assert torch.equal(torch.isnan(a), torch.isnan(b))
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=2e-15, atol=4e-16)

@@ -52,7 +52,7 @@ def _stack(moms):
 
 
 def _direct_reference(corr, cov_xy, cov_xx, var_x, var_y, sets, ridge, tol=TOL):
-    """SPEC section 4 'partial', written with np.linalg.solve (one pair)."""
+    """The ridge partial correlation of one pair, written with np.linalg.solve."""
     N = corr.shape[0]
     out = np.full((N, N), np.nan)
     for j, S in enumerate(sets):

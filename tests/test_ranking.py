@@ -1,4 +1,4 @@
-"""evaluate_target_ranking (SPEC §4) through MagnitudeEdgeInferer, against hand-made
+"""evaluate_target_ranking through MagnitudeEdgeInferer, against hand-made
 frames and an independent pandas reference; p- and q-values against scipy."""
 
 from __future__ import annotations

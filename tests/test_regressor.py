@@ -1,7 +1,7 @@
-"""MagnitudeEdgeRegressor (SPEC section 5) against direct numpy / loop computations.
+"""MagnitudeEdgeRegressor against direct numpy / loop computations.
 
 The regressor is exercised on a tiny model of our own that honours the capture contract
-(SPEC section 3) -- dense layers, optionally with the channels of the function nodes
+(gsnn_fast/inference/capture.py) -- dense layers, optionally with the channels of the function nodes
 scattered over the channel axis -- so these tests do not depend on gsnn_fast.GSNN.
 """
 
@@ -48,7 +48,7 @@ class _Block(nn.Module):
 
 
 class ContractModel(nn.Module):
-    """Minimal model honouring SPEC section 3: N function nodes with ``ch`` channels each,
+    """Minimal model honouring the capture contract: N function nodes with ``ch`` channels each,
     then ``n_in`` inputs and ``n_out`` outputs in the homogeneous node order."""
 
     def __init__(

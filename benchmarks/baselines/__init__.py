@@ -5,6 +5,6 @@
   numpy solves, per-row frames, per-sample simulation);
 - :mod:`.vectorised`: the best pure torch we could write without custom kernels.
 
-Both compute the numbers of SPEC sections 2, 4, 5 and 6; ``tests/test_baselines.py``
-checks them against gsnn_fast at small sizes.
+Both compute gsnn_fast's numbers (model, inferer, regressor, simulation);
+``tests/test_baselines.py`` checks them against gsnn_fast at small sizes.
 """

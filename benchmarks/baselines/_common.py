@@ -17,13 +17,13 @@ IF = ("input", "to", "function")
 FF = ("function", "to", "function")
 FO = ("function", "to", "output")
 
-#: zero-variance tolerance of SPEC section 4 (relative rule by default)
+#: zero-variance tolerance of the inferer (relative rule by default)
 ZERO_VAR_TOL = 1e-12
 
 
 @dataclass
 class Layout:
-    """Homogeneous GSNN layout (SPEC section 2), built once per graph.
+    """Homogeneous GSNN layout (as gsnn_fast.models.GSNN builds it), once per graph.
 
     Nodes: function ``[0, Nf)``, input ``[Nf, Nf+Ni)``, output ``[Nf+Ni, n_nodes)``.
     Edges: function->function, input->function, function->output, then one self edge
@@ -64,7 +64,7 @@ def build_layout(
     channels: int,
     add_function_self_edges: bool = True,
 ) -> Layout:
-    """The SPEC section 2 layout: edge order, W_in / W_out entry order, channel groups."""
+    """The homogeneous layout: edge order, W_in / W_out entry order, channel groups."""
     Ni = len(node_names_dict["input"])
     Nf = len(node_names_dict["function"])
     No = len(node_names_dict["output"])
@@ -117,7 +117,7 @@ def build_layout(
 
 
 def degree_normalized_init(indices: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """SPEC init ``degree_normalized``: U(-1, 1) / sqrt((n_in + 1e-8)(n_out + 1e-8))."""
+    """The ``degree_normalized`` init: U(-1, 1) / sqrt((n_in + 1e-8)(n_out + 1e-8))."""
     r, m = indices
     n_in = torch.bincount(m, minlength=size[1]).to(torch.float64)[m]
     n_out = torch.bincount(r, minlength=size[0]).to(torch.float64)[r]
@@ -145,7 +145,7 @@ def function_channel_map(model) -> tuple[list[int], torch.Tensor]:
 
 
 def rel_eps(eps: float, eps_mode: str, mean, var):
-    """The regressor's standardisation epsilon (SPEC section 5): ``eps`` (absolute) or
+    """The regressor's standardisation epsilon: ``eps`` (absolute) or
     ``eps * (var + mean^2) + tiny`` (relative, gsnn_fast's default)."""
     if eps_mode == "absolute":
         return eps

@@ -1,8 +1,8 @@
 """Baseline (a): pure torch / numpy written the way the pure-torch ``gsnn`` library does it.
 
-This is NOT gsnn_fast code and must never be imported by the package. It computes the
-numbers of SPEC sections 2, 4, 5 and 6 (the same numbers as gsnn_fast, which
-``tests/test_baselines.py`` checks) with the pure-torch library's *algorithms*:
+This is NOT gsnn_fast code and must never be imported by the package. It computes
+gsnn_fast's numbers for the model, the inferer, the regressor and the simulation
+(``tests/test_baselines.py`` checks them) with the pure-torch library's *algorithms*:
 
 - sparse layers: message passing over batch-replicated index tensors (the index of
   every nonzero repeated ``B`` times, offset per sample, gather + scatter-add), with
@@ -18,9 +18,9 @@ numbers of SPEC sections 2, 4, 5 and 6 (the same numbers as gsnn_fast, which
 - simulation: a per-sample loop over the nodes in topological order (pyro-free: a
   ``torch.distributions.Normal`` sample per node instead of ``pyro.sample``).
 
-Deliberate departures from the library (so that the numbers match SPEC/gsnn_fast):
-the scale-relative zero-variance rule and standardisation epsilon (the absolute ones
-are options), NaN handling of partial correlations, the layout of SPEC section 2.
+Deliberate departures from the library (so that the numbers match gsnn_fast): the
+scale-relative zero-variance rule and standardisation epsilon (the absolute ones are
+options), NaN handling of partial correlations, gsnn_fast's homogeneous layout.
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ class NodeMLP(nn.Module):
 
 
 class GSNN(nn.Module):
-    """GSNN with the SPEC section 2 layout; parameter names match gsnn_fast.GSNN
+    """GSNN with gsnn_fast's homogeneous layout; parameter names match gsnn_fast.GSNN
     (``ResBlocks.<i>.lin_in.values`` ...), so its state_dict parameters load here.
 
     Supported options: ``norm`` in ('none', 'layer'), ``node_mlp``, ``share_layers``,
@@ -469,7 +469,7 @@ class MagnitudeEdgeInferer:
                 for a in ("_last_activation", "_last_pre_norm_activation"):
                     if hasattr(mod, a):
                         delattr(mod, a)
-            model.zero_grad(set_to_none=True)  # SPEC: leave no parameter gradients
+            model.zero_grad(set_to_none=True)  # like gsnn_fast: leave no parameter gradients
             model.train(was_training)
         return x_mag, y_mag
 

@@ -1,4 +1,4 @@
-"""Activation capture helpers shared by the edge inferers (SPEC §3).
+"""Activation capture helpers shared by the edge inferers, and the contract they rely on.
 
 A model honours the capture contract when it has a sequence ``ResBlocks`` whose
 blocks carry a boolean ``_store_activations``; while it is True a block's forward
@@ -216,7 +216,7 @@ def collect_captured(blocks: Sequence[Any], use_pre_norm: bool = True) -> list[t
         if not isinstance(t, torch.Tensor):
             raise RuntimeError(
                 f"ResBlocks[{l}] did not store `{attr}` during the forward; the model must "
-                "honour the capture contract (SPEC §3: set it while `_store_activations`)"
+                "honour the capture contract (store it while `_store_activations` is True)"
             )
         out.append(t)
     return out

@@ -11,7 +11,7 @@ so that ``W[i, j]`` scores the candidate edge ``i -> j``. The regression reuses 
 training forward/backward of the GSNN (no extra pass over the data); its features are
 detached, so nothing flows back into the model.
 
-Data path of one training step (see SPEC section 5)::
+Data path of one training step::
 
     pre_forward()            enable activation capture on every ResBlock
     yhat = model(x)          blocks store their (pre-norm) activations
@@ -624,7 +624,7 @@ class MagnitudeEdgeRegressor(nn.Module):
         top_k: tuple[int, ...] = (1, 3, 5),
         known_nodes: Iterable[Any] | None = None,
     ) -> tuple[pd.DataFrame, dict[str, float]]:
-        """Within-target ranking of ``positive_edges`` in ``res`` (see SPEC section 4 and
+        """Within-target ranking of ``positive_edges`` in ``res`` (see
         :func:`gsnn_fast.inference.metrics.evaluate_target_ranking`): ``(detail, summary)``
         with ``summary = {'n_positives', 'mrr', 'top@k'...}``."""
         return _evaluate_target_ranking(

@@ -528,7 +528,7 @@ class GSNN(nn.Module):
     def get_node_activations(
         self, x: torch.Tensor, agg: str = "sum", inference: bool = True
     ) -> dict[str, torch.Tensor]:
-        """Per function node, the post-block activations (SPEC step 8).
+        """Per function node, the post-block activations (step 8 of the ResBlock forward).
 
         Args:
             x: ``(B, Ni)`` inputs.

@@ -38,7 +38,7 @@ NORMS: tuple[str, ...] = (
 class ResBlock(nn.Module):
     """One GSNN layer acting on edge features ``x`` of shape ``(B, E)``.
 
-    Forward steps (SPEC section 2):
+    Forward steps, in this order:
 
     1. ``edgebatch`` / ``batch++`` / ``channelema``: normalise ``x`` per edge
        (``self._edge_norm``);
