@@ -52,9 +52,24 @@ REG_KW = dict(aggregators=("sum", "max"), lr=1e-3, weight_decay=1e-4, ridge=1e-2
 
 def profile() -> str:
     p = os.environ.get("GSNN_BENCH_PROFILE", "full")
-    if p not in ("full", "quick"):
-        raise ValueError(f"GSNN_BENCH_PROFILE must be 'full' or 'quick', got {p!r}")
+    if p not in ("full", "quick", "gpu"):
+        raise ValueError(f"GSNN_BENCH_PROFILE must be 'full', 'quick' or 'gpu', got {p!r}")
     return p
+
+
+#: The ``gpu`` profile (``make gpu-check``): gsnn_fast and the vectorised baseline on
+#: CUDA only, N = 2,000 / 10,000 / 20,000, converging graph; full frames stop at
+#: N = 2,000 (4e8 host rows at N = 20,000), the top-k and regressor cases at 10,000.
+GPU_SIZES = (2000, 10_000, 20_000)
+GPU_MAX = {
+    "evaluate_corr": 2000,
+    "evaluate_partial": 2000,
+    "evaluate_corr_topk": 10_000,
+    "evaluate_partial_topk": 10_000,
+    "regressor_step": 10_000,
+    "regressor_evaluate_against": 10_000,
+    "simulate": 2000,
+}
 
 
 # ----------------------------------------------------------------------------- cases
@@ -149,7 +164,16 @@ ONE_FAMILY = {"stats_update", "evaluate_corr", "evaluate_corr_topk"}
 
 
 def grid(op: str, impls: tuple[str, ...] = IMPLS, big: bool = False) -> list[Case]:
-    """CPU cases of ``op`` over families x N x implementations (+ CUDA twins)."""
+    """CPU cases of ``op`` over families x N x implementations (+ CUDA twins); in the
+    ``gpu`` profile the CUDA cases of gsnn_fast and the vectorised baseline only."""
+    if profile() == "gpu":
+        return [
+            Case(op, impl, "conv", N, device="cuda")
+            for N in GPU_SIZES
+            if N <= GPU_MAX.get(op, GPU_SIZES[-1])
+            for impl in impls
+            if impl != "reference_style"
+        ]
     out = []
     for fam in FAMILIES[:1] if op in ONE_FAMILY else FAMILIES:
         for N in _sizes(big):
@@ -167,7 +191,10 @@ def grid(op: str, impls: tuple[str, ...] = IMPLS, big: bool = False) -> list[Cas
 
 
 def sweep(op: str, axis: str, impls: tuple[str, ...] = IMPLS) -> list[Case]:
-    """How cost grows with B, L or E (scale-free graph, N = 1000; quick: N = 200)."""
+    """How cost grows with B, L or E (scale-free graph, N = 1000; quick: N = 200; none
+    in the gpu profile)."""
+    if profile() == "gpu":
+        return []
     N = 200 if profile() == "quick" else 1000
     base = Case(op, "gsnn_fast", "scalefree", N, sweep=axis)
     if axis == "B":
@@ -240,6 +267,7 @@ _PIECES = {
     "regressor": ("gsnn_fast.inference.magnitude_edge_regressor", "MagnitudeEdgeRegressor"),
     "pair_stats_update": ("gsnn_fast._ops", "pair_stats_update"),
     "partial_corr": ("gsnn_fast._ops", "partial_corr"),
+    "pair_corr": ("gsnn_fast.ops", "pair_corr"),
     "simulate": ("gsnn_fast.data", "simulate"),
     "demo": ("gsnn_fast.demo", "run_demo"),
 }

@@ -23,6 +23,7 @@ OPS = {
     "inference_batch": "one inference batch (capture + magnitudes + stats)",
     "stats_update": "statistics update alone",
     "partial_solve": "partial-correlation solve alone (no frame)",
+    "pair_corr": "pair_corr op vs its steps as torch ops (micro)",
     "evaluate_corr": "evaluate corr (full frame)",
     "evaluate_partial": "evaluate partial (full frame)",
     "evaluate_corr_topk": "evaluate corr (top-10 per target)",
@@ -381,7 +382,7 @@ def plot(records: list[dict], path: str | Path, title: str = "") -> bool:
     fig = Figure(figsize=(5.2 * ncol, 3.8 * nrow))
     axes = fig.subplots(nrow, ncol, squeeze=False)
     colors = {"gsnn_fast": "C0", "reference_style": "C3", "vectorised": "C2",
-              "torch_matmul_f64": "C7"}  # fmt: skip
+              "torch_matmul_f64": "C7", "torch_steps": "C4"}  # fmt: skip
     styles = {"conv": "-", "scalefree": "--"}
     markers = {"cpu": "o", "cuda": "s"}
     for ax, op in zip(axes.flat, ops):
