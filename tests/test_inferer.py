@@ -3,7 +3,7 @@
 Random graphs, mixed batch sizes (including a batch of 1), both reductions, both layer
 aggregations, corr and partial (ridge 0 and 1e-8), p- and q-values; partial correlation
 against the correlation of regression residuals; the model left as found after success
-and after failures; clear errors; large-N options; the GSNN when it is importable.
+and after failures; clear errors; large-N options; the GSNN itself.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 from gsnn_fast import _ops
 from gsnn_fast.inference import capture
 from gsnn_fast.inference.magnitude_edge_inferer import MagnitudeEdgeInferer
+from gsnn_fast.models import GSNN
 
 from . import inferer_reference as ref
 from .contract_model import ContractModel, Graph, random_ff_edges
@@ -534,17 +535,8 @@ def test_channel_ptr_and_capturing():
 # ------------------------------------------------------------------ the GSNN itself
 
 
-def _gsnn_class():
-    try:
-        from gsnn_fast.models import GSNN
-    except ImportError as exc:  # pragma: no cover - depends on the repo state
-        pytest.skip(f"gsnn_fast.models.GSNN is not importable yet: {exc}")
-    return GSNN
-
-
 @pytest.mark.parametrize("norm,use_pre_norm", [("layer", True), ("batch", False)])
 def test_gsnn_matches_reference(norm, use_pre_norm):
-    GSNN = _gsnn_class()
     torch.manual_seed(0)
     n_in, n_func, n_out = 4, 8, 3
     g = torch.Generator().manual_seed(21)
