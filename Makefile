@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 DEMO_ARGS ?=
 
-.PHONY: demo test build bench lint format clean dist
+.PHONY: demo test build bench lint format clean gpu-check dist
 
 $(VENV)/.installed: pyproject.toml setup.py
 	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
@@ -40,6 +40,12 @@ dist: $(VENV)/.installed
 	$(PY) -m pip install -q build
 	rm -rf dist
 	GSNN_FAST_CUDA=0 MAX_JOBS=2 $(PY) -m build --no-isolation --outdir dist .
+
+# On a machine with a GPU whose python3 already holds a CUDA torch: CUDA build, GPU
+# tests, compute-sanitizer, GPU benchmark rows, demo on CUDA; results in
+# $$GPU_CHECK_OUT (default benchmarks/results/gpu-check). See benchmarks/gpu_check.sh.
+gpu-check:
+	bash benchmarks/gpu_check.sh
 
 lint: $(VENV)/.installed
 	$(PY) -m pip install -q ruff clang-format

@@ -4,6 +4,7 @@ Usage (``make bench`` runs the first form)::
 
     python -m benchmarks.run                       # full profile, CPU results -> cpu.*
     python -m benchmarks.run --profile quick       # small sizes (development)
+    python -m benchmarks.run --profile gpu --out DIR   # CUDA rows, N = 2k/10k/20k (gpu-check)
     python -m benchmarks.run -k "evaluate"         # a subset (pytest -k expression)
     python -m benchmarks.run --report-only         # re-render md/png from the JSON
 
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m benchmarks.run", description=__doc__.split("\n")[0]
     )
-    ap.add_argument("--profile", choices=("full", "quick"), default="full")
+    ap.add_argument("--profile", choices=("full", "quick", "gpu"), default="full")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("GSNN_BENCH_THREADS", 1)))
     ap.add_argument("--machine", default=None, help="results file stem (default: cpu / gpu kind)")
     ap.add_argument("--out", type=Path, default=RESULTS)

@@ -8,6 +8,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
+#include <functional>
+#include <initializer_list>
+#include <mutex>
+#include <string>
 #include <vector>
 
 #include "gsnn_fast/pair_corr.h"
@@ -67,11 +72,10 @@ inline void check_sparse_linear(const char* op, const at::Tensor& x, const at::T
 }
 
 // One CSR of the sparse matrix: ptr (n_seg + 1,), idx and perm (nnz,), int64,
-// on `dev`. Shapes only (cheap, no device sync); see validate_sparse_csr_cpu.
+// on `dev`. Shapes only (cheap, no device sync); see validate_sparse_csr.
 inline void check_sparse_csr(const char* op, const char* which, const at::Tensor& ptr,
                              const at::Tensor& idx, const at::Tensor& perm, int64_t n_seg,
-                             int64_t n_idx, int64_t nnz, const at::Device& dev) {
-  (void)n_idx;
+                             int64_t nnz, const at::Device& dev) {
   for (const at::Tensor* t : {&ptr, &idx, &perm}) {
     TORCH_CHECK(t->scalar_type() == at::kLong && t->dim() == 1, op, ": ", which, "_ptr/", which,
                 "_* must be 1-d int64 tensors, got ", t->scalar_type(), " ", t->sizes());
@@ -85,10 +89,11 @@ inline void check_sparse_csr(const char* op, const char* which, const at::Tensor
               " and ", perm.size(0));
 }
 
-// Content checks of one CSR on the CPU (O(nnz + n_seg)): ptr[0] = 0, non-decreasing,
-// ptr[n_seg] = nnz, idx in [0, n_idx), perm in [0, nnz) and, with check_perm, a
-// permutation (the backward writes grad_values[perm[s]] once per slot).
-inline void validate_sparse_csr_cpu(const char* op, const char* which, const at::Tensor& ptr_t,
+// Content checks of one CSR (O(nnz + n_seg)), on host tensors: ptr[0] = 0,
+// non-decreasing, ptr[n_seg] = nnz, idx in [0, n_idx), perm in [0, nnz) and, with
+// check_perm, a permutation (the backward writes grad_values[perm[s]] once per slot).
+// The CUDA glue runs it on host copies (validate_on_host).
+inline void validate_sparse_csr(const char* op, const char* which, const at::Tensor& ptr_t,
                                     const at::Tensor& idx_t, const at::Tensor& perm_t,
                                     int64_t n_idx, bool check_perm) {
   const at::Tensor ptr_c = ptr_t.contiguous(), idx_c = idx_t.contiguous(),
@@ -129,6 +134,98 @@ inline void validate_sparse_csr_cpu(const char* op, const char* which, const at:
   }
 }
 
+// Content checks of segment_magnitude's ptr (host tensor, N + 1 offsets): ptr[0] = 0,
+// non-decreasing, ptr[N] <= C (the channels of x).
+inline void validate_segment_ptr(const at::Tensor& ptr_t, int64_t C) {
+  const at::Tensor ptr = ptr_t.contiguous();
+  const int64_t N = ptr.size(0) - 1;
+  const int64_t* p = ptr.data_ptr<int64_t>();
+  TORCH_CHECK(p[0] == 0, "segment_magnitude: ptr[0] must be 0, got ", p[0]);
+  for (int64_t n = 0; n < N; ++n) {
+    TORCH_CHECK(p[n] <= p[n + 1], "segment_magnitude: ptr must be non-decreasing (ptr[", n,
+                "] = ", p[n], " > ptr[", n + 1, "] = ", p[n + 1], ")");
+  }
+  TORCH_CHECK(p[N] <= C, "segment_magnitude: ptr[N] = ", p[N], " exceeds the ", C,
+              " channels of x");
+}
+
+// Runs a content check of index tensors that may live on a GPU: `check` receives
+// host tensors (the inputs themselves on the CPU, else copies, which synchronise the
+// device). On a GPU the outcome is remembered, so that an op called again with the
+// same unmodified index tensors (a layer's plan, every training step) skips the copy
+// and its sync. An entry matches only the same storage (held by a weak reference, so
+// a freed and reused allocation cannot match), offset, sizes, strides and version
+// counter (bumped by every in-place change), under the same key (the op and the
+// parameters the check depended on). Inference tensors have no version counter and
+// are checked every time.
+inline void validate_on_host(const std::string& key, std::initializer_list<at::Tensor> tensors,
+                             const std::function<void(const std::vector<at::Tensor>&)>& check) {
+  struct Item {
+    c10::weak_intrusive_ptr<c10::StorageImpl> storage;
+    int64_t offset, version;
+    std::vector<int64_t> sizes, strides;
+    bool matches(const at::Tensor& t) const {
+      return !storage.expired() &&
+             storage._unsafe_get_target() == t.storage().unsafeGetStorageImpl() &&
+             offset == t.storage_offset() && version == t._version() &&
+             c10::IntArrayRef(sizes) == t.sizes() && c10::IntArrayRef(strides) == t.strides();
+    }
+  };
+  struct Entry {
+    std::string key;
+    std::vector<Item> items;
+  };
+  static std::mutex mutex;
+  static std::deque<Entry> cache;  // most recent first, at most kKeep entries
+  constexpr size_t kKeep = 64;
+
+  bool on_host = true, cacheable = true;
+  for (const at::Tensor& t : tensors) {
+    on_host = on_host && t.device().is_cpu();
+    cacheable = cacheable && !t.is_inference() && t.has_storage();
+  }
+  if (!on_host && cacheable) {
+    const std::lock_guard<std::mutex> lock(mutex);
+    for (const Entry& e : cache) {
+      if (e.key != key || e.items.size() != tensors.size()) continue;
+      size_t k = 0;
+      bool same = true;
+      for (const at::Tensor& t : tensors) same = same && e.items[k++].matches(t);
+      if (same) return;
+    }
+  }
+  std::vector<at::Tensor> host;
+  for (const at::Tensor& t : tensors) host.push_back(t.device().is_cpu() ? t : t.cpu());
+  check(host);  // throws on bad contents
+  if (on_host || !cacheable) return;
+  Entry e{key, {}};
+  for (const at::Tensor& t : tensors) {
+    e.items.push_back(Item{t.storage().getWeakStorageImpl(), t.storage_offset(), t._version(),
+                           t.sizes().vec(), t.strides().vec()});
+  }
+  const std::lock_guard<std::mutex> lock(mutex);
+  cache.push_front(std::move(e));
+  if (cache.size() > kKeep) cache.pop_back();
+}
+
+// The content checks of a sparse-linear CSR on any device (validate_sparse_csr on
+// host tensors, through validate_on_host).
+inline void validate_sparse_csr_on_host(const char* op, const char* which, const at::Tensor& ptr,
+                                        const at::Tensor& idx, const at::Tensor& perm,
+                                        int64_t n_idx, bool check_perm) {
+  const std::string key = std::string(op) + "/" + which + "/" + std::to_string(n_idx) +
+                          (check_perm ? "/perm" : "");
+  validate_on_host(key, {ptr, idx, perm}, [&](const std::vector<at::Tensor>& h) {
+    validate_sparse_csr(op, which, h[0], h[1], h[2], n_idx, check_perm);
+  });
+}
+
+// The content checks of segment_magnitude's ptr on any device.
+inline void validate_segment_ptr_on_host(const at::Tensor& ptr, int64_t C) {
+  validate_on_host("segment_magnitude/" + std::to_string(C), {ptr},
+                   [&](const std::vector<at::Tensor>& h) { validate_segment_ptr(h[0], C); });
+}
+
 // grad_out (B, M_out) of x's dtype and device; x (B, N_in); values (nnz,).
 inline void check_sparse_linear_backward(const at::Tensor& grad_out, const at::Tensor& x,
                                          const at::Tensor& values) {
@@ -140,6 +237,34 @@ inline void check_sparse_linear_backward(const at::Tensor& grad_out, const at::T
               grad_out.scalar_type(), " must equal x's ", x.scalar_type());
   TORCH_CHECK(grad_out.device() == x.device(), "sparse_linear_backward: grad_out is on ",
               grad_out.device(), " but x is on ", x.device());
+}
+
+// Every check of sparse_linear's arguments, for both backends: dtypes, shapes and
+// devices, and the contents of the CSR by output that the forward reads.
+inline void check_sparse_linear_call(const at::Tensor& x, const at::Tensor& values,
+                                     const c10::optional<at::Tensor>& bias,
+                                     const at::Tensor& out_ptr, const at::Tensor& out_rows,
+                                     const at::Tensor& out_perm, const at::Tensor& in_ptr,
+                                     const at::Tensor& in_cols, const at::Tensor& in_perm,
+                                     int64_t n_out) {
+  constexpr const char* op = "sparse_linear";
+  check_sparse_linear(op, x, values, bias, n_out);
+  check_sparse_csr(op, "out", out_ptr, out_rows, out_perm, n_out, values.size(0), x.device());
+  check_sparse_csr(op, "in", in_ptr, in_cols, in_perm, x.size(1), values.size(0), x.device());
+  validate_sparse_csr_on_host(op, "out", out_ptr, out_rows, out_perm, x.size(1),
+                              /*check_perm=*/false);
+}
+
+// Every check of sparse_linear_backward's arguments, for both backends; the CSR by
+// input must hold a permutation when the value gradient is asked for.
+inline void check_sparse_linear_backward_call(const at::Tensor& grad_out, const at::Tensor& x,
+                                              const at::Tensor& values, const at::Tensor& in_ptr,
+                                              const at::Tensor& in_cols, const at::Tensor& in_perm,
+                                              bool need_values) {
+  constexpr const char* op = "sparse_linear_backward";
+  check_sparse_linear_backward(grad_out, x, values);
+  check_sparse_csr(op, "in", in_ptr, in_cols, in_perm, x.size(1), values.size(0), x.device());
+  validate_sparse_csr_on_host(op, "in", in_ptr, in_cols, in_perm, grad_out.size(1), need_values);
 }
 
 // Validates the arguments of pair_stats_update (both backends). xmag, ymag

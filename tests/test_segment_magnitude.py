@@ -108,20 +108,39 @@ def test_non_contiguous_input(device):
     assert torch.equal(bits(out), bits(ref))
 
 
-def test_bad_arguments():
-    x = torch.randn(2, 3, 4)
+def test_bad_arguments(device):
+    """The same clear errors on both devices (CUDA checks ptr on a host copy)."""
+    x = torch.randn(2, 3, 4).to(device)
+
+    def ptr(*v, dtype=torch.int64):
+        return torch.tensor(v, dtype=dtype).to(device)
+
     with pytest.raises(ValueError, match="modes"):
-        segment_magnitude(x, _ptr([4]), ["l3"])
+        segment_magnitude(x, ptr(0, 4), ["l3"])
     with pytest.raises(RuntimeError, match="x must be"):
-        segment_magnitude(x[0], _ptr([4]), ["l1"])
-    with pytest.raises(RuntimeError, match="non-decreasing"):
-        segment_magnitude(x, torch.tensor([0, 3, 2]), ["l1"])
-    with pytest.raises(RuntimeError, match="exceeds"):
-        segment_magnitude(x, torch.tensor([0, 5]), ["l1"])
+        segment_magnitude(x[0], ptr(0, 4), ["l1"])
+    with pytest.raises(RuntimeError, match=r"ptr must be non-decreasing \(ptr\[1\] = 3 > ptr"):
+        segment_magnitude(x, ptr(0, 3, 2), ["l1"])
+    with pytest.raises(RuntimeError, match=r"ptr\[0\] must be 0, got 1"):
+        segment_magnitude(x, ptr(1, 3), ["l1"])
+    with pytest.raises(RuntimeError, match="ptr\\[N\\] = 5 exceeds the 4 channels"):
+        segment_magnitude(x, ptr(0, 5), ["l1"])
     with pytest.raises(RuntimeError, match="int64"):
-        segment_magnitude(x, torch.tensor([0, 4], dtype=torch.int32), ["l1"])
+        segment_magnitude(x, ptr(0, 4, dtype=torch.int32), ["l1"])
     with pytest.raises(RuntimeError, match="float32 or float64"):
-        segment_magnitude(x.half(), _ptr([4]), ["l1"])
+        segment_magnitude(x.half(), ptr(0, 4), ["l1"])
+
+
+def test_changed_ptr_is_checked_again(device):
+    """A ptr that passed is checked again after an in-place change (on CUDA the check
+    remembers unmodified index tensors)."""
+    x = torch.randn(2, 3, 4).to(device)
+    ptr = torch.tensor([0, 2, 4]).to(device)
+    segment_magnitude(x, ptr, ["l1"])
+    segment_magnitude(x, ptr, ["l1"])
+    ptr[2] = 9
+    with pytest.raises(RuntimeError, match="exceeds"):
+        segment_magnitude(x, ptr, ["l1"])
 
 
 def test_opcheck(device):

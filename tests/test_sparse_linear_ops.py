@@ -63,6 +63,35 @@ def run_op(x, values, bias, plan, g):
     return (y.detach(), *grads)
 
 
+# --- NaN bits ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nan_outputs_are_canonical(device, dtype):
+    """inf - inf and NaN inputs (with a sign and a payload) give the positive quiet NaN
+    in every output, on the vector paths and the scalar tails alike."""
+    canon = {torch.float32: 0x7FC00000, torch.float64: 0x7FF8000000000000}[dtype]
+    B, n_in, n_out = 37, 5, 4  # 37: full tiles, a partial tile and scalar tails
+    idx = torch.tensor([[0, 1, 2, 3, 4, 0], [0, 0, 1, 2, 3, 3]])
+    plan = SparsePlan.from_indices(idx, (n_in, n_out)).to(device)
+    x = torch.ones(B, n_in, dtype=dtype)
+    x[:, 0] = float("inf")
+    x[:, 1] = float("-inf")  # output 0: inf - inf
+    neg_nan = torch.tensor([-float("nan")], dtype=dtype)
+    x[3:, 2] = neg_nan  # output 1: a negative NaN input
+    values = torch.ones(6, dtype=dtype)
+    g = torch.ones(B, n_out, dtype=dtype)
+    g[5, 2] = neg_nan[0]
+    outs = run_op(x.to(device), values.to(device), torch.zeros(n_out, dtype=dtype).to(device),
+                  plan, g.to(device))  # fmt: skip
+    assert any(torch.isnan(t).any() for t in outs)
+    itype = torch.int32 if dtype == torch.float32 else torch.int64
+    for t in outs:
+        t = t.detach().cpu().contiguous()
+        nan = torch.isnan(t)
+        assert (t.view(itype)[nan] == canon).all()
+
+
 # --- shapes and values ---------------------------------------------------------------
 
 
@@ -314,6 +343,15 @@ def test_bad_arguments():
         SparsePlan.from_indices(torch.tensor([[0], [-1]]), (3, 2))
     with pytest.raises(ValueError, match="indices must be"):
         SparsePlan.from_indices(torch.zeros(3, 2, dtype=torch.int64), (3, 2))
+
+
+def test_bad_csr_contents(device):
+    """The op's checks, with the same messages on both devices (CUDA checks the CSR
+    contents on host copies, once per unmodified index tensor)."""
+    idx = torch.tensor([[0, 1, 2], [1, 0, 1]])
+    plan = SparsePlan.from_indices(idx, (3, 2)).to(device)
+    x = torch.randn(4, 3).to(device)
+    v = torch.randn(3).to(device)
     op = torch.ops.gsnn_fast.sparse_linear.default
     csr = (plan.out_ptr, plan.out_rows, plan.out_perm, plan.in_ptr, plan.in_cols, plan.in_perm)
     with pytest.raises(RuntimeError, match="values dtype"):
@@ -322,9 +360,10 @@ def test_bad_arguments():
         op(x.half(), v.half(), None, *csr, 2)
     with pytest.raises(RuntimeError, match="out_ptr must have"):
         op(x, v, None, *csr, 3)
+    op(x, v, None, *csr, 2)  # valid: passes (and is remembered on CUDA)
     bad_rows = plan.out_rows.clone()
     bad_rows[0] = 7
-    with pytest.raises(RuntimeError, match="out of range"):
+    with pytest.raises(RuntimeError, match="out CSR index 7 at slot 0 is out of range"):
         op(x, v, None, plan.out_ptr, bad_rows, *csr[2:], 2)
     bad_perm = plan.out_perm.clone()
     bad_perm[1] = 99
@@ -332,11 +371,16 @@ def test_bad_arguments():
         op(x, v, None, plan.out_ptr, plan.out_rows, bad_perm, *csr[3:], 2)
     rep_perm = torch.zeros_like(plan.in_perm)  # in range, not a permutation
     bwd = torch.ops.gsnn_fast.sparse_linear_backward.default
-    with pytest.raises(RuntimeError, match="repeats"):
-        bwd(torch.randn(4, 2), x, v, plan.in_ptr, plan.in_cols, rep_perm, True, True, True)
+    g = torch.randn(4, 2).to(device)
+    with pytest.raises(RuntimeError, match="in_perm must be a permutation .* repeats"):
+        bwd(g, x, v, plan.in_ptr, plan.in_cols, rep_perm, True, True, True)
     bad_ptr = plan.out_ptr.flip(0)
-    with pytest.raises(RuntimeError, match="ptr"):
+    with pytest.raises(RuntimeError, match=r"out_ptr\[0\] must be 0"):
         op(x, v, None, bad_ptr, *csr[1:], 2)
+    # an in-place change of a tensor that passed is seen
+    plan.out_rows[1] = -1
+    with pytest.raises(RuntimeError, match="out CSR index -1 at slot 1 is out of range"):
+        op(x, v, None, *csr, 2)
 
 
 # --- fallback and plan -------------------------------------------------------------------

@@ -17,13 +17,7 @@ at::Tensor segment_magnitude_cpu(const at::Tensor& x_in, const at::Tensor& ptr_i
   const at::Tensor ptr = ptr_in.contiguous();
   const int64_t L = x.size(0), B = x.size(1), C = x.size(2), N = ptr.size(0) - 1;
   const int64_t* p = ptr.data_ptr<int64_t>();
-  TORCH_CHECK(p[0] == 0, "segment_magnitude: ptr[0] must be 0, got ", p[0]);
-  for (int64_t n = 0; n < N; ++n) {
-    TORCH_CHECK(p[n] <= p[n + 1], "segment_magnitude: ptr must be non-decreasing (ptr[", n,
-                "] = ", p[n], " > ptr[", n + 1, "] = ", p[n + 1], ")");
-  }
-  TORCH_CHECK(p[N] <= C, "segment_magnitude: ptr[N] = ", p[N], " exceeds the ", C,
-              " channels of x");
+  validate_segment_ptr_on_host(ptr, C);
   at::Tensor out = at::empty({modes.k, L, B, N}, x.options().dtype(at::kDouble));
   const int64_t total = L * B * N;
   double* o = out.data_ptr<double>();

@@ -410,18 +410,25 @@ int64_t grain_for(int64_t n_items, int64_t nnz, int64_t B) {
 
 }  // namespace
 
+// PARITY: every NaN of an output as the canonical quiet NaN (sl::canonical), after
+// the vector loops that stored raw results.
+static void canonicalize_nans(at::Tensor& t) {
+  if (t.numel() == 0) return;
+  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "canonicalize_nans", [&] {
+    scalar_t* p = t.data_ptr<scalar_t>();
+    at::parallel_for(0, t.numel(), 1 << 16, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) p[i] = sl::canonical(p[i]);
+    });
+  });
+}
+
 at::Tensor sparse_linear_cpu(const at::Tensor& x_in, const at::Tensor& values_in,
                              const c10::optional<at::Tensor>& bias_in, const at::Tensor& out_ptr,
                              const at::Tensor& out_rows, const at::Tensor& out_perm,
                              const at::Tensor& in_ptr, const at::Tensor& in_cols,
                              const at::Tensor& in_perm, int64_t n_out) {
-  check_sparse_linear("sparse_linear", x_in, values_in, bias_in, n_out);
-  check_sparse_csr("sparse_linear", "out", out_ptr, out_rows, out_perm, n_out, x_in.size(1),
-                   values_in.size(0), x_in.device());
-  check_sparse_csr("sparse_linear", "in", in_ptr, in_cols, in_perm, x_in.size(1), n_out,
-                   values_in.size(0), x_in.device());
-  validate_sparse_csr_cpu("sparse_linear", "out", out_ptr, out_rows, out_perm, x_in.size(1),
-                          /*check_perm=*/false);
+  check_sparse_linear_call(x_in, values_in, bias_in, out_ptr, out_rows, out_perm, in_ptr, in_cols,
+                           in_perm, n_out);
   const int64_t B = x_in.size(0), N = x_in.size(1), M = n_out, nnz = values_in.size(0);
   const at::Tensor xT = transposed(x_in, 0);  // (N, B)
   const at::Tensor values = values_in.contiguous();
@@ -445,6 +452,7 @@ at::Tensor sparse_linear_cpu(const at::Tensor& x_in, const at::Tensor& values_in
       spmm_chunk(xp, B, pp, ip, qp, vp, bp, yp, M, c0, c1);
     });
   });
+  canonicalize_nans(y);
   return y;
 }
 
@@ -452,12 +460,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sparse_linear_backward_cpu(
     const at::Tensor& grad_out, const at::Tensor& x_in, const at::Tensor& values_in,
     const at::Tensor& in_ptr, const at::Tensor& in_cols, const at::Tensor& in_perm, bool need_x,
     bool need_values, bool need_bias) {
-  check_sparse_linear_backward(grad_out, x_in, values_in);
+  check_sparse_linear_backward_call(grad_out, x_in, values_in, in_ptr, in_cols, in_perm,
+                                    need_values);
   const int64_t B = x_in.size(0), N = x_in.size(1), M = grad_out.size(1), nnz = values_in.size(0);
-  check_sparse_csr("sparse_linear_backward", "in", in_ptr, in_cols, in_perm, N, M, nnz,
-                   x_in.device());
-  validate_sparse_csr_cpu("sparse_linear_backward", "in", in_ptr, in_cols, in_perm, M,
-                          /*check_perm=*/need_values);
   const at::Tensor g = grad_out.contiguous();  // (B, M)
   const at::Tensor ptr = in_ptr.contiguous(), cols = in_cols.contiguous(),
                    perm = in_perm.contiguous();
@@ -512,6 +517,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sparse_linear_backward_cpu(
                        [&](int64_t m0, int64_t m1) { column_sums_isa(gp, B, M, out, m0, m1); });
     }
   });
+  canonicalize_nans(grad_x);
+  canonicalize_nans(grad_values);
+  canonicalize_nans(grad_bias);
   return {grad_x, grad_values, grad_bias};
 }
 

@@ -18,6 +18,7 @@ at::Tensor segment_magnitude_cuda(const at::Tensor& x_in, const at::Tensor& ptr_
   const at::Tensor x = x_in.contiguous();
   const at::Tensor ptr = ptr_in.contiguous();
   const int64_t L = x.size(0), B = x.size(1), C = x.size(2), N = ptr.size(0) - 1;
+  validate_segment_ptr_on_host(ptr, C);  // as on the CPU, on a host copy
   at::Tensor out = at::empty({modes.k, L, B, N}, x.options().dtype(at::kDouble));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const cudaError_t err =

@@ -1,7 +1,7 @@
 // CUDA glue of gsnn_fast::sparse_linear and sparse_linear_backward (CUDA builds
 // only): checks, device guard, stream, launchers (csrc/cuda/sparse_linear_kernel.cu).
-// The CSR contents are not validated here (that would need a device sync); the
-// CPU backend validates them, and SparsePlan builds them correctly.
+// The CSR contents are checked as on the CPU, on host copies, once per unmodified
+// index tensor (checks.h, validate_on_host).
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -42,11 +42,8 @@ at::Tensor sparse_linear_cuda(const at::Tensor& x_in, const at::Tensor& values_i
                               const at::Tensor& out_rows, const at::Tensor& out_perm,
                               const at::Tensor& in_ptr, const at::Tensor& in_cols,
                               const at::Tensor& in_perm, int64_t n_out) {
-  check_sparse_linear("sparse_linear", x_in, values_in, bias_in, n_out);
-  check_sparse_csr("sparse_linear", "out", out_ptr, out_rows, out_perm, n_out, x_in.size(1),
-                   values_in.size(0), x_in.device());
-  check_sparse_csr("sparse_linear", "in", in_ptr, in_cols, in_perm, x_in.size(1), n_out,
-                   values_in.size(0), x_in.device());
+  check_sparse_linear_call(x_in, values_in, bias_in, out_ptr, out_rows, out_perm, in_ptr, in_cols,
+                           in_perm, n_out);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const int64_t B = x_in.size(0), M = n_out;
   const at::Tensor xT = x_in.t().contiguous();  // (N, B)
@@ -65,10 +62,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sparse_linear_backward_cuda(
     const at::Tensor& grad_out, const at::Tensor& x_in, const at::Tensor& values_in,
     const at::Tensor& in_ptr, const at::Tensor& in_cols, const at::Tensor& in_perm, bool need_x,
     bool need_values, bool need_bias) {
-  check_sparse_linear_backward(grad_out, x_in, values_in);
+  check_sparse_linear_backward_call(grad_out, x_in, values_in, in_ptr, in_cols, in_perm,
+                                    need_values);
   const int64_t B = x_in.size(0), N = x_in.size(1), M = grad_out.size(1), nnz = values_in.size(0);
-  check_sparse_csr("sparse_linear_backward", "in", in_ptr, in_cols, in_perm, N, M, nnz,
-                   x_in.device());
   const c10::cuda::CUDAGuard guard(x_in.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const at::Tensor g = grad_out.contiguous();  // (B, M)

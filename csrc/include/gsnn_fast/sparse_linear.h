@@ -40,6 +40,7 @@
 //     the lanes; a CUDA thread runs the same function.
 //   * every add / multiply is one correctly rounded IEEE operation of type S
 //     (hd.h helpers and their float32 twins below; never fused into an FMA).
+//   * a NaN output is stored as the canonical quiet NaN (canonical() below).
 // Layouts: the kernels read xT = x^T (N_in, B) and gT = g^T (M_out, B), both
 // contiguous, so that a slot's contribution is a contiguous B-vector.
 #pragma once
@@ -172,6 +173,23 @@ GSNN_HD A lane_tree(const A* l) {
                 add_rn(add_rn(l[4], l[5]), add_rn(l[6], l[7])));
 }
 
+// PARITY: one NaN bit pattern. Every output element is stored through canonical()
+// (the CUDA threads, the CPU's scalar tails) or canonicalised in place after its
+// loop (the CPU's vector paths), so a NaN result is the positive quiet NaN of its
+// type on both backends, whatever payload the hardware produced (see hd.h).
+GSNN_HD double canonical(double v) { return canonical_nan(v); }
+GSNN_HD float canonical(float v) {
+#if defined(__CUDA_ARCH__)
+  return v == v ? v : __int_as_float(0x7fc00000);
+#else
+  if (v == v) return v;
+  const uint32_t u = 0x7fc00000u;
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+#endif
+}
+
 // ---- scalar per-element functions (CUDA threads, CPU tails) ------------------
 
 // y[b, col] (or grad_x[b, col]): xT (rows, ldx) contiguous, CSR slots [s0, s1),
@@ -186,7 +204,7 @@ GSNN_HD S spmm_one(const S* xT, int64_t ldx, const int64_t* idx, const int64_t* 
     acc = term(acc, static_cast<A>(values[perm[s]]), static_cast<A>(xT[idx[s] * ldx + b]));
   }
   if (has_bias) acc = add_rn(acc, static_cast<A>(bias));
-  return static_cast<S>(acc);
+  return canonical(static_cast<S>(acc));
 }
 
 // grad_values of one entry: the 8-lane dot product of a[0..n) and b[0..n).
@@ -205,7 +223,7 @@ GSNN_HD S lane_dot(const S* a, const S* b, int64_t n) {
   for (int j = 0; j < kLanes; ++j) {
     if (n8 + j < n) l[j] = term(l[j], static_cast<A>(a[n8 + j]), static_cast<A>(b[n8 + j]));
   }
-  return static_cast<S>(lane_tree(l));
+  return canonical(static_cast<S>(lane_tree(l)));
 }
 
 // grad_bias[m]: the column sum of g (B, ldg) over b.
@@ -215,7 +233,7 @@ GSNN_HD S column_sum_one(const S* g, int64_t ldg, int64_t B, int64_t m) {
   A acc = A(0);
   // PARITY: b ascending, from 0.
   for (int64_t b = 0; b < B; ++b) acc = add_rn(acc, static_cast<A>(g[b * ldg + m]));
-  return static_cast<S>(acc);
+  return canonical(static_cast<S>(acc));
 }
 
 }  // namespace sl
