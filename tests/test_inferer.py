@@ -420,7 +420,7 @@ def test_reset_stats():
     inf.fit(batches, verbose=False)
     inf.reset_stats()
     assert inf.n == 0 and inf.sum_xy.shape == (2, 7, 7) and float(inf.sum_xy.abs().sum()) == 0
-    with pytest.raises(RuntimeError, match="at least 3 samples"):
+    with pytest.raises(RuntimeError, match="too few samples"):
         inf.evaluate()
 
 
@@ -463,11 +463,11 @@ def test_constructor_errors():
 def test_fit_and_evaluate_errors():
     model, data, batches = make_case("gsnn", seed=14)
     inf = MagnitudeEdgeInferer(model, data)
-    with pytest.raises(RuntimeError, match="at least 3 samples.*got n=0"):
+    with pytest.raises(RuntimeError, match="too few samples.*n=0"):
         inf.evaluate()
     inf.fit([batches[1], (batches[0][0][:1], batches[0][1][:1])], verbose=False)
     assert inf.n == 2
-    with pytest.raises(RuntimeError, match="got n=2"):
+    with pytest.raises(RuntimeError, match="n=2"):
         inf.evaluate()
     inf.fit(batches, verbose=False)
     for kwargs, match in [
@@ -503,9 +503,9 @@ def test_single_block_model():
     model, data, batches = make_case("gsnn", seed=15, layers=1)
     inf = MagnitudeEdgeInferer(model, data)
     assert inf.n_pairs == 0
-    with pytest.raises(ValueError, match="model: needs at least 2 ResBlocks"):
+    with pytest.raises(ValueError, match="model: has 1 ResBlock"):
         inf.fit(batches)
-    with pytest.raises(RuntimeError, match="at least 2 ResBlocks"):
+    with pytest.raises(RuntimeError, match="no layer pair"):
         inf.evaluate()
 
 

@@ -196,8 +196,8 @@ class MagnitudeEdgeInferer:
             raise ValueError(f"model: has {len(blocks)} ResBlocks, had {self.L} at construction")
         if self.L < 2:
             raise ValueError(
-                f"model: needs at least 2 ResBlocks to form activation/gradient layer pairs, "
-                f"got {self.L}"
+                f"model: has {self.L} ResBlock(s); scoring pairs block p's activations with "
+                "block p + 1's gradients, so it needs two or more"
             )
         return blocks
 
@@ -286,10 +286,14 @@ class MagnitudeEdgeInferer:
     def _check_ready(self, score: str) -> None:
         if self.n_pairs == 0:
             raise RuntimeError(
-                f"need at least 2 ResBlocks to form activation/gradient pairs; got L={self.L}"
+                f"no layer pair to score: the model has L={self.L} ResBlock(s), two or more "
+                "are needed"
             )
         if self.n < 3:
-            raise RuntimeError(f"need at least 3 samples to compute correlations; got n={self.n}")
+            raise RuntimeError(
+                f"too few samples for a correlation (n={self.n}; the Fisher test needs n >= 3): "
+                "fit on more data first"
+            )
         if score == "partial" and self.sum_xx is None:
             raise ValueError(
                 "score: 'partial' needs sum_xx, which is not tracked; construct the "

@@ -192,14 +192,16 @@ class MagnitudeEdgeRegressor(nn.Module):
             raise ValueError("model: has no ResBlocks (not a GSNN-like model)")
         if len(blocks) < 2:
             raise ValueError(
-                f"model: needs at least 2 ResBlocks (one layer pair), got {len(blocks)}"
+                f"model: has {len(blocks)} ResBlock(s); the regression maps block p to "
+                "block p + 1, so it needs two or more"
             )
         if not use_pre_norm:
             norm = getattr(model, "norm", None)
             if norm not in ("batch", "groupbatch", "none"):
                 raise ValueError(
                     "use_pre_norm=False requires model.norm in ('batch', 'groupbatch', "
-                    f"'none'); got {norm!r}. Use use_pre_norm=True (default) instead."
+                    f"'none'), not {norm!r}: other norms wash out the per-sample scale of the "
+                    "post-norm activations; keep the default use_pre_norm=True"
                 )
 
         # The model is deliberately kept outside ``_modules``: not a submodule.
@@ -673,7 +675,10 @@ class MagnitudeEdgeRegressor(nn.Module):
             RuntimeError: nothing was saved yet.
         """
         if self._best_state is None:
-            raise RuntimeError("no best checkpoint saved; call maybe_save_best(metric) first")
+            raise RuntimeError(
+                "load_best: nothing to restore yet; maybe_save_best(metric) keeps a state "
+                "when the metric improves"
+            )
         self.load_state_dict(copy.deepcopy(self._best_state["state_dict"]))
         self.optim.load_state_dict(copy.deepcopy(self._best_state["optim"]))
 

@@ -280,7 +280,7 @@ class GSNN(nn.Module):
         function_nodes = torch.arange(Nf)
         if add_function_self_edges:
             if verbose:
-                print("Augmenting `edge index` with function node self-edges.")
+                print(f"GSNN: one self edge added to each of the {Nf} function nodes")
             edge_index = torch.cat((edge_index, torch.stack((function_nodes, function_nodes))), 1)
         self.register_buffer("edge_index", edge_index)
         self.E = int(edge_index.shape[1])
@@ -521,7 +521,8 @@ class GSNN(nn.Module):
         n1, n2 = w1.numel() - keep1.numel(), w2.numel() - keep2.numel()
         if verbose:
             print(
-                f"Pruned in/out: {n1}, {n2} -> remaining in/out: {keep1.numel()}, {keep2.numel()}"
+                f"GSNN.prune: dropped {n1} W_in and {n2} W_out entries below {threshold:g}; "
+                f"{keep1.numel()} and {keep2.numel()} kept"
             )
         return int(n1 + n2)
 

@@ -9,7 +9,8 @@ __all__ = ["NodeMLP"]
 
 
 class NodeMLP(nn.Module):
-    """Two-layer MLP applied independently to each node's channel vector.
+    """A small MLP (two linear maps) run on each node's own channel vector, with weights
+    shared by all nodes.
 
     ``Linear(ch, hidden) -> LayerNorm(hidden) -> nonlin() -> Dropout(p) ->
     Linear(hidden, ch) -> Dropout(p)``, stored as ``self.mlp`` (``nn.Sequential``,

@@ -233,8 +233,8 @@ def _make_norm(norm: str, cg: torch.Tensor, C: int, affine: bool, norm_first: bo
     if norm == "softmax":
         if norm_first:
             warnings.warn(
-                "norm='softmax': it is recommended to apply softmax normalization after the "
-                "nonlinearity (set norm_first=False)",
+                "norm='softmax' with norm_first=True normalises before the nonlinearity; "
+                "group softmax usually works better after it (norm_first=False)",
                 stacklevel=3,
             )
         return SoftmaxGroupNorm(cg)
