@@ -24,11 +24,13 @@ Interface (what a model's ``SparseLinear.forward`` calls)::
   the plan as an attribute and calls :meth:`SparsePlan.to` on device moves; either way
   the ``state_dict`` is unchanged (only ``indices``, ``values``, ``bias``).
 
-Kernels exist for float32 and float64 on the CPU (and CUDA in CUDA builds) when
-``x``, ``values`` and ``bias`` share dtype and device. Anything else (float16,
-bfloat16, other devices) goes through :func:`sparse_linear_torch`, a
-vectorised pure-torch version (torch CSR @ dense products, gather-dot value
-gradient), also used by the tests as a reference.
+The op runs for float32 and float64 when ``x``, ``values`` and ``bias`` share dtype
+and device; the dispatcher picks its kernel by device: the compiled CPU and (in CUDA
+builds) CUDA kernels, and on devices without a compiled kernel (CUDA in a CPU-only
+build, MPS) the pure-torch kernels registered at the end of this module. Other
+dtypes (float16, bfloat16) go through :func:`sparse_linear_torch`, a vectorised
+pure-torch version (torch CSR @ dense products, gather-dot value gradient), also used
+by the tests as a reference.
 
 Determinism (kernels): every output element is computed by one CPU SIMD lane / CUDA
 thread in one fixed order, in the input dtype (float32 inputs are multiplied and
@@ -256,24 +258,13 @@ torch.library.register_autograd("gsnn_fast::sparse_linear", _backward, setup_con
 
 
 def has_kernel(x: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
-    """Whether :func:`sparse_linear` runs a gsnn_fast kernel for these tensors."""
+    """Whether :func:`sparse_linear` calls the ``gsnn_fast::sparse_linear`` op for these
+    tensors: float32 or float64, one dtype and one device. The dispatcher then runs the
+    compiled kernel of that device, or, on a device without one (CUDA in a CPU-only
+    build, MPS), the torch version registered for it below."""
     if x.dtype not in _KERNEL_DTYPES or values.dtype != x.dtype or values.device != x.device:
         return False
-    if bias is not None and (bias.dtype != x.dtype or bias.device != x.device):
-        return False
-    if x.device.type == "cpu":
-        return True
-    return x.device.type == "cuda" and _cuda_built()
-
-
-def _cuda_built() -> bool:
-    global _CUDA_BUILT
-    if _CUDA_BUILT is None:
-        _CUDA_BUILT = bool(_ops.build_info()["cuda"])
-    return _CUDA_BUILT
-
-
-_CUDA_BUILT: bool | None = None
+    return bias is None or (bias.dtype == x.dtype and bias.device == x.device)
 
 
 def _as_2d(x: torch.Tensor, n_in: int) -> tuple[torch.Tensor, bool]:
@@ -368,6 +359,18 @@ def _spmm_torch(ptr, idx, vals_csr, x, n_rows, n_cols, entry_idx, entry_cols, va
     return out
 
 
+def _grad_values_torch(
+    x: torch.Tensor, g: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
+) -> torch.Tensor:
+    """grad_values[e] = sum_b x[b, rows[e]] * g[b, cols[e]], a gather-dot over chunks."""
+    gv = x.new_empty(rows.shape[0])
+    step = max(1, _CHUNK // max(x.shape[0], 1))
+    for s in range(0, rows.shape[0], step):
+        sl = slice(s, s + step)
+        gv[sl] = (x[:, rows[sl]] * g[:, cols[sl]]).sum(0)
+    return gv
+
+
 class _SparseLinearTorch(torch.autograd.Function):
     """Vectorised pure torch; forward and grad_x as CSR @ dense (or chunked gather +
     index_add where torch has no CSR kernel), grad_values as a chunked gather-dot."""
@@ -416,11 +419,7 @@ class _SparseLinearTorch(torch.autograd.Function):
                 values,
             )
         if ctx.needs_input_grad[1]:
-            gv = torch.empty_like(values)
-            step = max(1, _CHUNK // max(x.shape[0], 1))
-            for s in range(0, values.numel(), step):
-                sl = slice(s, s + step)
-                gv[sl] = (x[:, idx[0, sl]] * g[:, idx[1, sl]]).sum(0)
+            gv = _grad_values_torch(x, g, idx[0], idx[1])
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = g.sum(0)
         return gx, gv, gb, None
@@ -453,3 +452,48 @@ def sparse_linear_torch(
     plan = plan.to(x2.device)
     y = _SparseLinearTorch.apply(x2, values, b1, plan)
     return y.unsqueeze(2) if three else y
+
+
+# ------------------------------------------- the op on devices without a compiled kernel
+
+
+def _sparse_linear_kernel_torch(
+    x, values, bias, out_ptr, out_rows, out_perm, in_ptr, in_cols, in_perm, n_out
+):
+    """``gsnn_fast::sparse_linear`` in torch ops (same contract, torch's order)."""
+    plan = SparsePlan(out_ptr, out_rows, out_perm, in_ptr, in_cols, in_perm, (x.shape[1], n_out))
+    rows, cols = plan.indices()
+    y = _spmm_torch(out_ptr, out_rows, values[out_perm], x, n_out, x.shape[1], rows, cols, values)
+    return y + bias if bias is not None else y
+
+
+def _sparse_linear_backward_kernel_torch(
+    grad_out, x, values, in_ptr, in_cols, in_perm, need_x, need_values, need_bias
+):
+    """``gsnn_fast::sparse_linear_backward`` in torch ops (same contract, torch's order)."""
+    n_in, n_out = x.shape[1], grad_out.shape[1]
+    seg = torch.repeat_interleave(torch.arange(n_in, device=x.device), in_ptr.diff())
+    rows = torch.empty_like(in_cols)
+    rows[in_perm] = seg
+    cols = torch.empty_like(in_cols)
+    cols[in_perm] = in_cols
+    gx = (
+        _spmm_torch(in_ptr, in_cols, values[in_perm], grad_out, n_in, n_out, cols, rows, values)
+        if need_x
+        else x.new_empty((0, 0))
+    )
+    gv = _grad_values_torch(x, grad_out, rows, cols) if need_values else x.new_empty((0,))
+    gb = grad_out.sum(0) if need_bias else x.new_empty((0,))
+    return gx, gv, gb
+
+
+def _torch_kernel_devices() -> tuple[str, ...]:
+    """Device types that get the torch kernels: those without a compiled one."""
+    return ("mps",) if _ops.build_info()["cuda"] else ("cuda", "mps")
+
+
+for _device in _torch_kernel_devices():
+    torch.library.register_kernel("gsnn_fast::sparse_linear", _device, _sparse_linear_kernel_torch)
+    torch.library.register_kernel(
+        "gsnn_fast::sparse_linear_backward", _device, _sparse_linear_backward_kernel_torch
+    )

@@ -459,3 +459,37 @@ def test_cuda_parity_bit_for_bit():
             gpu = run_op(x.cuda(), v.cuda(), b.cuda(), plan_gpu, up.cuda())
             for c, d in zip(cpu, gpu):
                 assert torch.equal(fbits(c), fbits(d)), (dtype, B)
+
+
+def test_torch_kernels_for_devices_without_compiled_ones():
+    """The torch kernels registered for devices without a compiled kernel (CUDA in a
+    CPU-only build, MPS) compute the op's contract; the dispatcher has a CUDA kernel
+    in every build."""
+    from gsnn_fast.sparse import (
+        _sparse_linear_backward_kernel_torch,
+        _sparse_linear_kernel_torch,
+    )
+
+    for name in ("gsnn_fast::sparse_linear", "gsnn_fast::sparse_linear_backward"):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(name, "CUDA")
+    g = torch.Generator().manual_seed(7)
+    n_in, n_out, nnz, B = 9, 6, 25, 11
+    idx = torch.stack(
+        [torch.randint(0, n_in, (nnz,), generator=g), torch.randint(0, n_out, (nnz,), generator=g)]
+    )
+    plan = SparsePlan.from_indices(idx, (n_in, n_out))
+    x = torch.randn(B, n_in, generator=g, dtype=torch.float64)
+    v = torch.randn(nnz, generator=g, dtype=torch.float64)
+    b = torch.randn(n_out, generator=g, dtype=torch.float64)
+    gout = torch.randn(B, n_out, generator=g, dtype=torch.float64)
+    csr = (plan.out_ptr, plan.out_rows, plan.out_perm, plan.in_ptr, plan.in_cols, plan.in_perm)
+    want = torch.ops.gsnn_fast.sparse_linear.default(x, v, b, *csr, n_out)
+    got = _sparse_linear_kernel_torch(x, v, b, *csr, n_out)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    bwd = (gout, x, v, plan.in_ptr, plan.in_cols, plan.in_perm)
+    for need in [(True, True, True), (False, True, False), (True, False, True)]:
+        want = torch.ops.gsnn_fast.sparse_linear_backward.default(*bwd, *need)
+        got = _sparse_linear_backward_kernel_torch(*bwd, *need)
+        for a, w in zip(got, want):
+            assert a.shape == w.shape
+            torch.testing.assert_close(a, w, rtol=1e-12, atol=1e-12)
