@@ -25,6 +25,7 @@ build: $(VENV)/.installed
 	MAX_JOBS=2 $(PY) setup.py -q build_ext --inplace --force
 
 demo: build
+	$(PY) -m pip install -q matplotlib
 	$(VENV)/bin/gsnn-fast demo $(DEMO_ARGS)
 
 test: build
