@@ -343,3 +343,21 @@ def test_cuda_requested_without_cuda(small, capsys):
         pytest.skip("CUDA is available here")
     err = _run_bad(small, capsys, "--device", "cuda")
     assert "cuda" in err
+
+
+def test_top_k_and_q_threshold(example):
+    kw = {**FAST_KW, "log": None, "plots": False}
+    paths = (example["network"], example["inputs"], example["outputs"])
+    full = infer_edges(*paths, **kw).candidates
+    top = infer_edges(*paths, top_k=2, **kw).candidates
+    for m in ("mei_partial", "mei_corr", "regressor"):
+        kept = top[top[m].notna()]
+        assert kept[f"rank_{m}"].max() <= 2
+        # the same scores as the full run for the pairs a method kept
+        ref = full.set_index(["src", "dst"])[m]
+        got = kept.set_index(["src", "dst"])[m]
+        np.testing.assert_array_equal(got.to_numpy(), ref.loc[got.index].to_numpy())
+    assert len(top) < len(full)
+    q = infer_edges(*paths, q_threshold=0.05, **kw).candidates
+    qs = q[["q_mei_partial", "q_mei_corr", "q_regressor"]].to_numpy()
+    assert len(q) < len(full) and (np.nan_to_num(qs, nan=2.0) <= 0.05).any(axis=1).all()

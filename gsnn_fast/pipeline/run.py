@@ -350,11 +350,12 @@ def _candidates(
         "dst": pd.Categorical.from_codes(keys % N, names),
     }
     aligned: dict[str, np.ndarray] = {}
-    for _m, (key, cols, _kp) in per.items():
+    for _m, (key, cols, kp) in per.items():
         order = np.argsort(key, kind="stable")
         pos = np.searchsorted(key[order], keys)
         found = (pos < len(key)) & (key[order][np.minimum(pos, len(key) - 1)] == keys)
         rows = order[np.minimum(pos, len(key) - 1)]
+        found &= kp[rows]  # a method's columns only where it kept the pair
         for c, v in cols.items():
             aligned[c] = np.where(found, v[rows], np.nan)
     for prefix in ("", "p_", "q_", "rank_"):
