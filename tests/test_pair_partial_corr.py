@@ -62,13 +62,11 @@ def compose(sums, ptr, idx, n, ridge, tol, agg, per_pair):
     """The op's result composed from pair_corr (moments and plain corr), torch ops
     (covariances, the zero-variance rule) and partial_corr (the systems), one pair at a
     time, folded by torch ops: the same rounded operations in the same order."""
-    sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx = sums
+    sum_xy = sums[4]
 
     def scores():
         for p in range(sum_xy.shape[0]):
-            corr, mean_x, mean_y, var_x, var_y, cov_xy, cov_xx = pair_moments(
-                sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, p, n, tol
-            )
+            corr, mean_x, mean_y, var_x, var_y, cov_xy, cov_xx = pair_moments(sums, p, n, tol)
             nan = torch.full_like(var_x, float("nan"))
             var_x = torch.where(var_x <= tol * (mean_x * mean_x), nan, var_x)
             var_y = torch.where(var_y <= tol * (mean_y * mean_y), nan, var_y)

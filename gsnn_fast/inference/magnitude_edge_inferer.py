@@ -437,18 +437,6 @@ class MagnitudeEdgeInferer:
             p_groups=self.n_cond if score == "partial" else None,
         )
 
-    @staticmethod
-    def evaluate_target_ranking(
-        res: pd.DataFrame,
-        positive_edges: Iterable[tuple[str, str]],
-        score_col: str = "corr",
-        top_k: tuple[int, ...] = (1, 3, 5),
-    ) -> tuple[pd.DataFrame, dict[str, float]]:
-        """Within-target ranking of ``positive_edges`` in a result frame.
-
-        Rows with a NaN score are dropped; the sources of each ``dst_func`` are ranked by
-        ``score_col`` descending, ties by row order. Returns ``(detail, summary)``; see
-        :func:`gsnn_fast.inference.metrics.evaluate_target_ranking`. Raises ValueError on
-        empty positives or positives naming nodes absent from ``res``.
-        """
-        return evaluate_target_ranking(res, positive_edges, score_col=score_col, top_k=tuple(top_k))
+    #: Within-target ranking of known edges in a result frame (score column ``'corr'``
+    #: by default): :func:`gsnn_fast.inference.metrics.evaluate_target_ranking`.
+    evaluate_target_ranking = staticmethod(evaluate_target_ranking)

@@ -620,22 +620,11 @@ class MagnitudeEdgeRegressor(nn.Module):
 
     @staticmethod
     def evaluate_target_ranking(
-        res: pd.DataFrame,
-        positive_edges: Iterable[tuple[Any, Any]],
-        score_col: str = "score",
-        top_k: tuple[int, ...] = (1, 3, 5),
-        known_nodes: Iterable[Any] | None = None,
+        res: pd.DataFrame, positive_edges: Iterable, score_col: str = "score", *args, **kwargs
     ) -> tuple[pd.DataFrame, dict[str, float]]:
-        """Within-target ranking of ``positive_edges`` in ``res`` (see
-        :func:`gsnn_fast.inference.metrics.evaluate_target_ranking`): ``(detail, summary)``
-        with ``summary = {'n_positives', 'mrr', 'top@k'...}``."""
-        return _evaluate_target_ranking(
-            res,
-            positive_edges=positive_edges,
-            score_col=score_col,
-            top_k=top_k,
-            known_nodes=known_nodes,
-        )
+        """:func:`gsnn_fast.inference.metrics.evaluate_target_ranking`, with the column
+        of :meth:`evaluate`'s frame, ``'score'``, as the default ``score_col``."""
+        return _evaluate_target_ranking(res, positive_edges, score_col, *args, **kwargs)
 
     # ---------------------------------------------------------------------- checkpoints
     def maybe_save_best(self, metric: float | torch.Tensor | None, mode: str = "max") -> bool:

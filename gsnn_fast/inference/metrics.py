@@ -64,6 +64,7 @@ def evaluate_target_ranking(
     """
     if score_col not in res.columns:
         raise ValueError(f"score_col {score_col!r} is not a column of res: {list(res.columns)}")
+    top_k = tuple(top_k)
     if known_nodes is None:
         known_nodes = res.attrs.get("nodes")
     if known_nodes is None:

@@ -16,7 +16,7 @@ The ``pair_partial_corr`` composition for devices without that op
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 
@@ -26,23 +26,16 @@ __all__ = ["fold_pairs", "pair_moments", "pair_scores_absolute", "partial_corr_a
 
 
 def pair_moments(
-    sum_x: torch.Tensor,
-    sum_y: torch.Tensor,
-    sum_x2: torch.Tensor,
-    sum_y2: torch.Tensor,
-    sum_xy: torch.Tensor,
-    sum_xx: torch.Tensor,
-    p: int,
-    n: float,
-    tol: float,
-    rule: int | str = "relative",
+    sums: Sequence[torch.Tensor], p: int, n: float, tol: float, rule: int | str = "relative"
 ) -> tuple[torch.Tensor, ...]:
     """``(corr, mean_x, mean_y, var_x, var_y, cov_xy, cov_xx)`` of layer pair ``p``.
 
-    ``corr`` is ``pair_corr`` of that pair under ``rule``; with ``mean = sum / n``,
+    ``sums`` is ``(sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx)``. ``corr`` is
+    ``pair_corr`` of that pair under ``rule``; with ``mean = sum / n``,
     ``var = max(sum2 / n - mean^2, 0)`` and ``cov = sum_xy / n - outer(mean, mean)``,
     each a separately rounded float64 operation.
     """
+    sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx = sums
     sl = slice(p, p + 1)
     corr = _ops.pair_corr(sum_x[sl], sum_y[sl], sum_x2[sl], sum_y2[sl], sum_xy[sl], n, tol, rule)
     corr = corr[0][0]
@@ -160,7 +153,7 @@ def partial_corr_absolute(
 
 
 def pair_scores_absolute(
-    sums: tuple[torch.Tensor, ...],
+    sums: Sequence[torch.Tensor],
     n: float,
     cond_ptr: torch.Tensor,
     cond_idx: torch.Tensor,
@@ -173,7 +166,7 @@ def pair_scores_absolute(
     ``cond_idx`` on their device. One pair's moments are alive at a time.
     """
     for p in range(sums[4].shape[0]):
-        corr, _, _, var_x, var_y, cov_xy, cov_xx = pair_moments(*sums, p, n, tol, "absolute")
+        corr, _, _, var_x, var_y, cov_xy, cov_xx = pair_moments(sums, p, n, tol, "absolute")
         yield partial_corr_absolute(
             corr, cov_xy, cov_xx, var_x, var_y, cond_ptr, cond_idx, ridge, tol
         )

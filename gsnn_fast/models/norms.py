@@ -78,6 +78,12 @@ class _Grouped(nn.Module):
         self._k = k
         return counts
 
+    def _init_counted(self, channel_groups: Sequence[int] | torch.Tensor, eps: float) -> None:
+        """:meth:`_init_groups`, plus the ``n_channels`` buffer (channels per group) and
+        ``eps``: the start of every per-sample group norm."""
+        self.register_buffer("n_channels", self._init_groups(channel_groups))
+        self.eps = eps
+
     # -- reductions over the channels of each group: (B, C) -> (B, G) -------------
     def _gsum(self, x: torch.Tensor) -> torch.Tensor:
         if self._uniform:
@@ -197,9 +203,7 @@ class GroupLayerNorm(_Grouped):
         self, channel_groups: Sequence[int] | torch.Tensor, eps: float = 1e-1, affine: bool = True
     ) -> None:
         super().__init__()
-        counts = self._init_groups(channel_groups)
-        self.register_buffer("n_channels", counts)
-        self.eps = eps
+        self._init_counted(channel_groups, eps)
         if affine:
             self.gamma = nn.Parameter(torch.ones(self.num_groups))
             self.beta = nn.Parameter(torch.zeros(self.num_groups))
@@ -271,9 +275,7 @@ class GroupRMSNorm(_Grouped):
         self, channel_groups: Sequence[int] | torch.Tensor, eps: float = 1e-6, affine: bool = True
     ) -> None:
         super().__init__()
-        counts = self._init_groups(channel_groups)
-        self.register_buffer("n_channels", counts)
-        self.eps = eps
+        self._init_counted(channel_groups, eps)
         if affine:
             self.gamma = nn.Parameter(torch.ones(self.num_groups))
         else:
@@ -303,9 +305,7 @@ class SoftmaxGroupNorm(_Grouped):
 
     def __init__(self, channel_groups: Sequence[int] | torch.Tensor, eps: float = 1e-8) -> None:
         super().__init__()
-        counts = self._init_groups(channel_groups)
-        self.register_buffer("n_channels", counts)
-        self.eps = eps
+        self._init_counted(channel_groups, eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _squeeze_last(x)
