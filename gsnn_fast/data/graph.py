@@ -24,7 +24,7 @@ an empty ``edge_weight_dict`` (what HeteroData reports when none was set) means
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import networkx as nx
@@ -113,6 +113,23 @@ def _preview(items: list, k: int = 5) -> str:
     return f"[{shown}{more}]"
 
 
+def _exact_keys(mapping: Any, expected: Sequence, label: str, shape: str) -> dict:
+    """``{key as a tuple: the caller's key}`` of ``mapping``, which must be a mapping
+    with exactly the keys ``expected`` (list keys count as tuples); TypeError /
+    ValueError naming ``label`` otherwise."""
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"{label} must be a mapping {shape}")
+    keys = {tuple(k) if isinstance(k, (tuple, list)) else k: k for k in mapping}
+    missing = [k for k in expected if k not in keys]
+    unknown = [k for k in keys if k not in expected]
+    if missing or unknown:
+        raise ValueError(
+            f"{label} must have exactly the keys {list(expected)}; "
+            f"missing {missing}, unknown {unknown}"
+        )
+    return keys
+
+
 class GraphData:
     """A small heterogeneous-graph container with the attributes GSNN consumes.
 
@@ -145,29 +162,14 @@ class GraphData:
         node_names_dict: Mapping[str, Iterable[Hashable]],
         edge_weight_dict: Mapping[tuple[str, str, str], Any] | None = None,
     ) -> None:
-        if not isinstance(node_names_dict, Mapping):
-            raise TypeError("node_names_dict must be a mapping {kind: names}")
-        missing = [k for k in NODE_TYPES if k not in node_names_dict]
-        unknown = [k for k in node_names_dict if k not in NODE_TYPES]
-        if missing or unknown:
-            raise ValueError(
-                f"node_names_dict must have exactly the keys {list(NODE_TYPES)}; "
-                f"missing {missing}, unknown {unknown}"
-            )
+        _exact_keys(node_names_dict, NODE_TYPES, "node_names_dict", "{kind: names}")
         names = {
             k: _as_name_list(node_names_dict[k], f"node_names_dict[{k!r}]") for k in NODE_TYPES
         }
 
-        if not isinstance(edge_index_dict, Mapping):
-            raise TypeError("edge_index_dict must be a mapping {edge_type: (2, E) index}")
-        keys = {tuple(k) if isinstance(k, (tuple, list)) else k: k for k in edge_index_dict}
-        missing_e = [k for k in EDGE_TYPES if k not in keys]
-        unknown_e = [k for k in keys if k not in EDGE_TYPES]
-        if missing_e or unknown_e:
-            raise ValueError(
-                f"edge_index_dict must have exactly the keys {list(EDGE_TYPES)}; "
-                f"missing {missing_e}, unknown {unknown_e}"
-            )
+        keys = _exact_keys(
+            edge_index_dict, EDGE_TYPES, "edge_index_dict", "{edge_type: (2, E) index}"
+        )
         index: dict[tuple[str, str, str], torch.Tensor] = {}
         for et in EDGE_TYPES:
             label = f"edge_index_dict[{et!r}]"
@@ -187,16 +189,9 @@ class GraphData:
 
         weights: dict[tuple[str, str, str], torch.Tensor] | None = None
         if edge_weight_dict:  # None or {} -> unweighted
-            if not isinstance(edge_weight_dict, Mapping):
-                raise TypeError("edge_weight_dict must be a mapping {edge_type: (E,) weights}")
-            wkeys = {tuple(k) if isinstance(k, (tuple, list)) else k: k for k in edge_weight_dict}
-            missing_w = [k for k in EDGE_TYPES if k not in wkeys]
-            unknown_w = [k for k in wkeys if k not in EDGE_TYPES]
-            if missing_w or unknown_w:
-                raise ValueError(
-                    f"edge_weight_dict must have exactly the keys {list(EDGE_TYPES)}; "
-                    f"missing {missing_w}, unknown {unknown_w}"
-                )
+            wkeys = _exact_keys(
+                edge_weight_dict, EDGE_TYPES, "edge_weight_dict", "{edge_type: (E,) weights}"
+            )
             weights = {
                 et: _as_weight_tensor(
                     edge_weight_dict[wkeys[et]], index[et].shape[1], f"edge_weight_dict[{et!r}]"
