@@ -194,6 +194,28 @@ def skip_if_no_device(case) -> None:
         pytest.skip("no CUDA device on this machine: the CUDA path of this case is skipped")
 
 
+def problem_and_model(case):
+    """The case's graph problem and the model of its implementation (identical
+    parameters in every implementation); skips the case when its device or the
+    gsnn_fast model is missing."""
+    from . import cases
+
+    skip_if_no_device(case)
+    prob = cases.problem(case.family, case.N, case.max_in_degree)
+    if case.impl == "gsnn_fast":
+        cases.require("GSNN")
+    return prob, cases.models(prob, case.C, case.L, case.device)[case.impl]
+
+
+def inferer_class(case):
+    """``MagnitudeEdgeInferer`` of the case's implementation."""
+    from . import cases
+
+    if case.impl == "gsnn_fast":
+        return cases.require("inferer")
+    return cases.baseline(case.impl).MagnitudeEdgeInferer
+
+
 # --------------------------------------------------------------------- device floors
 _FLOORS: dict = {}
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from . import cases
-from .conftest import floor_info, skip_if_no_device
+from .conftest import floor_info, inferer_class, problem_and_model, skip_if_no_device
 
 TOP_K = 10
 
@@ -26,14 +26,8 @@ INFER_CASES = (
 def test_inference_batch(bench, case):
     """``fit`` on a one-batch loader: capture (forward + gradients w.r.t. the captured
     activations), magnitudes, statistics (fresh sums, as every ``fit`` starts with)."""
-    skip_if_no_device(case)
-    prob = cases.problem(case.family, case.N, case.max_in_degree)
-    if case.impl == "gsnn_fast":
-        cases.require("GSNN")
-        Inferer = cases.require("inferer")
-    else:
-        Inferer = cases.baseline(case.impl).MagnitudeEdgeInferer
-    model = cases.models(prob, case.C, case.L, case.device)[case.impl]
+    prob, model = problem_and_model(case)
+    Inferer = inferer_class(case)
     x, y = cases.batch(prob, case.B, case.device)
     inf = Inferer(model, prob.data)
     loader = [(x, y)]
@@ -220,15 +214,9 @@ def test_evaluate(bench, case):
     """``evaluate(layer_agg='max', score=..., top_k=None | 10)`` from accumulated
     statistics (the same synthetic sums for every implementation): scores, p-values,
     q-values and the result frame."""
-    skip_if_no_device(case)
     score, top_k = EVAL_OPS[case.op]
-    prob = cases.problem(case.family, case.N, case.max_in_degree)
-    if case.impl == "gsnn_fast":
-        cases.require("GSNN")
-        Inferer = cases.require("inferer")
-    else:
-        Inferer = cases.baseline(case.impl).MagnitudeEdgeInferer
-    model = cases.models(prob, case.C, case.L, case.device)[case.impl]
+    prob, model = problem_and_model(case)
+    Inferer = inferer_class(case)
     inf = Inferer(model, prob.data)
     stats = cases.synthetic_stats(prob.N, case.L - 1)
     cases.load_stats(inf, stats, case.impl, case.device)

@@ -6,7 +6,7 @@ import pytest
 import torch.nn.functional as F
 
 from . import cases
-from .conftest import skip_if_no_device
+from .conftest import problem_and_model
 
 CASES = (
     cases.grid("gsnn_fwd_bwd", big=True)
@@ -18,12 +18,7 @@ CASES = (
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_gsnn_fwd_bwd(bench, case):
-    skip_if_no_device(case)
-    prob = cases.problem(case.family, case.N, case.max_in_degree)
-    models = cases.models(prob, case.C, case.L, case.device)
-    if case.impl == "gsnn_fast":
-        cases.require("GSNN")
-    model = models[case.impl]
+    prob, model = problem_and_model(case)
     model.train()
     x, y = cases.batch(prob, case.B, case.device)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from . import cases
-from .conftest import skip_if_no_device
+from .conftest import problem_and_model
 
 STEP_CASES = cases.grid("regressor_step") + cases.sweep("regressor_step", "B")
 EA_CASES = cases.grid("regressor_evaluate_against")
@@ -27,11 +27,7 @@ def test_regressor_step(bench, case):
     """One step of the notebook's training loop: ``pre_forward`` -> ``model(x)`` ->
     loss -> ``arm_retained_grads`` -> ``loss.backward()`` -> ``aux_step()`` -> the
     GSNN's AdamW step (model in train mode, regressor dropout 0.2 as in the notebook)."""
-    skip_if_no_device(case)
-    prob = cases.problem(case.family, case.N, case.max_in_degree)
-    if case.impl == "gsnn_fast":
-        cases.require("GSNN")
-    model = cases.models(prob, case.C, case.L, case.device)[case.impl]
+    prob, model = problem_and_model(case)
     reg = _regressor(case, prob, model)
     model.train()
     reg.train()
@@ -59,11 +55,7 @@ def test_regressor_evaluate_against(bench, case):
     """``evaluate_against(edges_val)`` (ROC-AUC against non-edges + within-target
     ranking) with the same trained-looking state in every implementation: W
     (xavier, gain 0.1), a positive-definite gram, n_samples = 10 N."""
-    skip_if_no_device(case)
-    prob = cases.problem(case.family, case.N, case.max_in_degree)
-    if case.impl == "gsnn_fast":
-        cases.require("GSNN")
-    model = cases.models(prob, case.C, case.L, case.device)[case.impl]
+    prob, model = problem_and_model(case)
     reg = _regressor(case, prob, model)
     N = prob.N
     g = torch.Generator().manual_seed(2)
