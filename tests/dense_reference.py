@@ -155,12 +155,7 @@ def _norm(blk, h, kind: str, Nf: int, ch: int, training: bool):
         e = torch.exp(v - v.max(-1, keepdim=True).values)
         return (e / (e.sum(-1, keepdim=True) + 1e-8)).reshape(B, -1)
     if kind in ("batch", "batch++"):
-        bn = blk.norm
-        if training:
-            mean, var = h.mean(0), h.var(0, unbiased=False)
-        else:
-            mean, var = bn.running_mean, bn.running_var
-        return (h - mean) / torch.sqrt(var + 1e-3) * bn.weight + bn.bias
+        return _batch_norm(blk.norm, h, training)
     if kind in ("groupbatch", "ema"):
         n = blk.norm
         v = h.reshape(B, Nf, ch)
@@ -174,22 +169,29 @@ def _norm(blk, h, kind: str, Nf: int, ch: int, training: bool):
             out = out * n.gamma.view(1, Nf, 1) + n.beta.view(1, Nf, 1)
         return out.reshape(B, -1)
     if kind == "channelema":
-        n = blk.norm
-        return (h - n.running_mean) / torch.sqrt(n.running_var + 1e-5) * n.gamma + n.beta
+        return _channel_ema(blk.norm, h)
     raise ValueError(kind)
+
+
+def _batch_norm(bn, x, training: bool):
+    """BatchNorm1d(eps=1e-3) written out: batch statistics in training, else running."""
+    if training:
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+    else:
+        mean, var = bn.running_mean, bn.running_var
+    return (x - mean) / torch.sqrt(var + 1e-3) * bn.weight + bn.bias
+
+
+def _channel_ema(n, x):
+    """ChannelEMANorm written out: the running statistics (read after the update)."""
+    return (x - n.running_mean) / torch.sqrt(n.running_var + 1e-5) * n.gamma + n.beta
 
 
 def _edge_norm(blk, x, kind: str, training: bool):
     if kind in ("edgebatch", "batch++"):
-        bn = blk._edge_norm
-        if training:
-            mean, var = x.mean(0), x.var(0, unbiased=False)
-        else:
-            mean, var = bn.running_mean, bn.running_var
-        return (x - mean) / torch.sqrt(var + 1e-3) * bn.weight + bn.bias
+        return _batch_norm(blk._edge_norm, x, training)
     if kind == "channelema":
-        n = blk._edge_norm
-        return (x - n.running_mean) / torch.sqrt(n.running_var + 1e-5) * n.gamma + n.beta
+        return _channel_ema(blk._edge_norm, x)
     return x
 
 

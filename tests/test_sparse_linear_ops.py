@@ -123,25 +123,24 @@ def _emulate(indices, x, values, bias, g, n_in, n_out):
     Bb = X.shape[0]
     out_order = np.argsort(cols, kind="stable")
     in_order = np.argsort(rows, kind="stable")
-    B_ = bias.numpy() if bias is not None else None
-    y = np.zeros((Bb, n_out), X.dtype)
-    for m in range(n_out):
-        ents = out_order[cols[out_order] == m]
-        for b in range(Bb):
-            acc = zero
-            for e in ents:
-                acc = acc + V[e] * X[b, rows[e]]
-            if B_ is not None:
-                acc = acc + B_[m]
-            y[b, m] = acc
-    gx = np.zeros((Bb, n_in), X.dtype)
-    for r in range(n_in):
-        ents = in_order[rows[in_order] == r]
-        for b in range(Bb):
-            acc = zero
-            for e in ents:
-                acc = acc + V[e] * G[b, cols[e]]
-            gx[b, r] = acc
+
+    def entry_sums(inp, key, other, n, order):
+        """out[b, m] = sum of V[e] * inp[b, other[e]] over the entries with key m, in
+        ascending entry order, each product and sum rounded in the input dtype."""
+        out = np.zeros((Bb, n), X.dtype)
+        for m in range(n):
+            ents = order[key[order] == m]
+            for b in range(Bb):
+                acc = zero
+                for e in ents:
+                    acc = acc + V[e] * inp[b, other[e]]
+                out[b, m] = acc
+        return out
+
+    y = entry_sums(X, cols, rows, n_out, out_order)
+    if bias is not None:
+        y = y + bias.numpy()  # one rounded add per output, after the sum
+    gx = entry_sums(G, rows, cols, n_in, in_order)
     gv = np.zeros(len(rows), X.dtype)
     for e in range(len(rows)):
         l = [zero] * 8
