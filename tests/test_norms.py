@@ -5,14 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gsnn_fast.models import (
-    ChannelEMANorm,
-    GroupBatchNorm,
-    GroupEMANorm,
-    GroupLayerNorm,
-    GroupRMSNorm,
-    SoftmaxGroupNorm,
-)
+from gsnn_fast.models import norms
 
 UNIFORM = torch.arange(5).repeat_interleave(4)  # 5 groups x 4 channels (GSNN layout)
 SCATTERED = torch.tensor([2, 0, 1, 0, 2, 2, 1, 3, 0, 3, 1, 2])  # unequal, interleaved
@@ -38,7 +31,7 @@ CGS = pytest.mark.parametrize("cg", [UNIFORM, SCATTERED], ids=["uniform", "scatt
 
 @CGS
 def test_layer_norm_formula_shape_and_detached_stats(cg):
-    mod = GroupLayerNorm(cg).double()
+    mod = norms.GroupLayerNorm(cg).double()
     randomize_affine(mod)
     x = x_for(cg)
     out = mod(x.unsqueeze(-1))
@@ -61,7 +54,7 @@ def test_layer_norm_formula_shape_and_detached_stats(cg):
 
 @CGS
 def test_rms_norm_formula_and_gradcheck(cg):
-    mod = GroupRMSNorm(cg).double()
+    mod = norms.GroupRMSNorm(cg).double()
     randomize_affine(mod)
     x = x_for(cg)
     out = mod(x)
@@ -72,12 +65,12 @@ def test_rms_norm_formula_and_gradcheck(cg):
         ref[:, ix] = v / torch.sqrt((v**2).mean(1, keepdim=True) + 1e-6) * mod.gamma[g]
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
     assert torch.autograd.gradcheck(mod, (x.detach().requires_grad_(),))
-    assert GroupRMSNorm(cg, affine=False).gamma is None
+    assert norms.GroupRMSNorm(cg, affine=False).gamma is None
 
 
 @CGS
 def test_softmax_norm_formula_and_group_sums(cg):
-    mod = SoftmaxGroupNorm(cg).double()
+    mod = norms.SoftmaxGroupNorm(cg).double()
     x = x_for(cg)
     out = mod(x)
     assert out.shape == (6, cg.numel(), 1)
@@ -97,7 +90,7 @@ def test_softmax_norm_formula_and_group_sums(cg):
 @CGS
 @pytest.mark.parametrize("affine", [False, True])
 def test_group_batch_norm_train_eval_and_running_stats(cg, affine):
-    mod = GroupBatchNorm(cg, affine=affine).double()
+    mod = norms.GroupBatchNorm(cg, affine=affine).double()
     assert mod.gamma is None if not affine else mod.gamma.shape == (int(cg.max()) + 1,)
     if affine:
         randomize_affine(mod)
@@ -120,7 +113,7 @@ def test_group_batch_norm_train_eval_and_running_stats(cg, affine):
     assert mod.running_mean.grad_fn is None and not mod.running_mean.requires_grad
     # gradients flow through the batch statistics in training
     assert torch.autograd.gradcheck(
-        lambda t: GroupBatchNorm(cg).double()(t), (x.detach().requires_grad_(),)
+        lambda t: norms.GroupBatchNorm(cg).double()(t), (x.detach().requires_grad_(),)
     )
     # eval: running statistics, no update
     mod.eval()
@@ -136,7 +129,7 @@ def test_group_batch_norm_train_eval_and_running_stats(cg, affine):
 
 @CGS
 def test_group_ema_norm_updates_then_uses_running_stats(cg):
-    mod = GroupEMANorm(cg).double()
+    mod = norms.GroupEMANorm(cg).double()
     randomize_affine(mod)
     x = x_for(cg, B=8)
     G = int(cg.max()) + 1
@@ -161,7 +154,7 @@ def test_group_ema_norm_updates_then_uses_running_stats(cg):
 
 
 def test_channel_ema_norm():
-    mod = ChannelEMANorm(7).double()
+    mod = norms.ChannelEMANorm(7).double()
     randomize_affine(mod)
     x = x_for(torch.arange(7), B=10)
     out = mod(x.unsqueeze(-1))
@@ -183,7 +176,13 @@ def test_uniform_and_scattered_layouts_agree():
     perm = torch.randperm(20, generator=torch.Generator().manual_seed(0))
     cg_perm = UNIFORM[perm]
     x = x_for(UNIFORM, B=5)
-    for cls in (GroupLayerNorm, GroupRMSNorm, SoftmaxGroupNorm, GroupBatchNorm, GroupEMANorm):
+    for cls in (
+        norms.GroupLayerNorm,
+        norms.GroupRMSNorm,
+        norms.SoftmaxGroupNorm,
+        norms.GroupBatchNorm,
+        norms.GroupEMANorm,
+    ):
         a, b = cls(UNIFORM).double(), cls(cg_perm).double()
         assert a._uniform and not b._uniform
         ya = a(x).reshape(5, 20)
@@ -193,4 +192,4 @@ def test_uniform_and_scattered_layouts_agree():
 
 def test_bad_input_shape():
     with pytest.raises(ValueError, match=r"\(B, C\)"):
-        GroupLayerNorm(UNIFORM)(torch.randn(2, 20, 3))
+        norms.GroupLayerNorm(UNIFORM)(torch.randn(2, 20, 3))

@@ -8,15 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import norms
 from .node_mlp import NodeMLP
-from .norms import (
-    ChannelEMANorm,
-    GroupBatchNorm,
-    GroupEMANorm,
-    GroupLayerNorm,
-    GroupRMSNorm,
-    SoftmaxGroupNorm,
-)
 from .sparse_linear import SparseLinear
 
 __all__ = ["ResBlock", "NORMS"]
@@ -122,7 +115,7 @@ class ResBlock(nn.Module):
         if norm in ("edgebatch", "batch++"):
             self._edge_norm = nn.BatchNorm1d(E, eps=1e-3, affine=affine)
         elif norm == "channelema":
-            self._edge_norm = ChannelEMANorm(E, affine=affine)
+            self._edge_norm = norms.ChannelEMANorm(E, affine=affine)
 
         self.lin_in = (
             lin_in
@@ -225,11 +218,11 @@ class ResBlock(nn.Module):
 
 def _make_norm(norm: str, cg: torch.Tensor, C: int, affine: bool, norm_first: bool) -> nn.Module:
     if norm == "layer":
-        return GroupLayerNorm(cg)
+        return norms.GroupLayerNorm(cg)
     if norm in ("batch", "batch++"):
         return nn.BatchNorm1d(C, eps=1e-3, affine=affine)
     if norm == "groupbatch":
-        return GroupBatchNorm(cg, affine=affine)
+        return norms.GroupBatchNorm(cg, affine=affine)
     if norm == "softmax":
         if norm_first:
             warnings.warn(
@@ -237,11 +230,11 @@ def _make_norm(norm: str, cg: torch.Tensor, C: int, affine: bool, norm_first: bo
                 "group softmax usually works better after it (norm_first=False)",
                 stacklevel=3,
             )
-        return SoftmaxGroupNorm(cg)
+        return norms.SoftmaxGroupNorm(cg)
     if norm == "rms":
-        return GroupRMSNorm(cg, affine=affine)
+        return norms.GroupRMSNorm(cg, affine=affine)
     if norm == "ema":
-        return GroupEMANorm(cg, affine=affine)
+        return norms.GroupEMANorm(cg, affine=affine)
     if norm == "channelema":
-        return ChannelEMANorm(C, affine=affine)
+        return norms.ChannelEMANorm(C, affine=affine)
     return nn.Identity()  # 'none', 'edgebatch'
