@@ -50,7 +50,7 @@ import torch
 import torch.nn as nn
 
 from .._ops import segment_magnitude
-from .capture import channel_ptr, drop_captured, function_node_ids, stack_layers
+from .capture import capture_attr, channel_ptr, drop_captured, function_node_ids, stack_layers
 from .edges import adjacency, function_edges
 from .frame import pair_frame
 from .metrics import evaluate_target_ranking as _evaluate_target_ranking
@@ -244,16 +244,21 @@ class MagnitudeEdgeRegressor(nn.Module):
         nn.init.xavier_uniform_(self.W, gain=0.1)
         self.optim = torch.optim.AdamW([self.W], lr=lr, weight_decay=weight_decay)
 
-        self.register_buffer("running_mean_x", torch.zeros(P, K, N))
-        self.register_buffer("running_var_x", torch.ones(P, K, N))
-        self.register_buffer("running_mean_y", torch.zeros(P, N))
-        self.register_buffer("running_var_y", torch.ones(P, N))
-        self.register_buffer("n_batches_tracked", torch.tensor(0, dtype=torch.long))
-        self.register_buffer("gram", torch.zeros(N, N, dtype=torch.float64))
-        self.register_buffer("n_samples", torch.tensor(0, dtype=torch.long))
-        self.register_buffer("residual_sum_sq", torch.tensor(0.0, dtype=torch.float64))
+        f64, i64 = torch.float64, torch.long
+        buffers = {  # state_dict names and initial values (see the class docstring)
+            "running_mean_x": torch.zeros(P, K, N),
+            "running_var_x": torch.ones(P, K, N),
+            "running_mean_y": torch.zeros(P, N),
+            "running_var_y": torch.ones(P, N),
+            "n_batches_tracked": torch.tensor(0, dtype=i64),
+            "gram": torch.zeros(N, N, dtype=f64),
+            "n_samples": torch.tensor(0, dtype=i64),
+            "residual_sum_sq": torch.tensor(0.0, dtype=f64),
+        }
+        for name, value in buffers.items():
+            self.register_buffer(name, value)
 
-        self._act_attr = "_last_pre_norm_activation" if use_pre_norm else "_last_activation"
+        self._act_attr = capture_attr(use_pre_norm)
         self._stage = "idle"  # idle -> pre_forward -> armed
         self._acts: list[torch.Tensor] | None = None
         self._prev_store: list[bool] | None = None
