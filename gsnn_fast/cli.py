@@ -104,7 +104,7 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     infer.add_argument("--quiet", action="store_true", help="print errors only")
     defaults = InferConfig()
     for name in InferConfig.field_names():
-        if name in ("graph", "x", "y", "plots", "standardize_x"):
+        if name in ("graph", "x", "y", "plots", "standardize_x", "statistics"):
             continue
         default = getattr(defaults, name)
         if isinstance(default, tuple):
@@ -120,6 +120,10 @@ def _add_infer(sub: argparse._SubParsersAction) -> None:
     infer.add_argument(
         "--no-plots", dest="plots", action="store_const", const=False, help="no PNG plots"
     )
+    infer.add_argument(
+        "--no-statistics", dest="statistics", action="store_const", const=False,
+        help="do not write inferer_stats.pt (2 x 8 P N^2 bytes: large for big networks)",
+    )  # fmt: skip
 
 
 def _run_infer(args: argparse.Namespace) -> int:

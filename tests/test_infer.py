@@ -361,3 +361,12 @@ def test_top_k_and_q_threshold(example):
     q = infer_edges(*paths, q_threshold=0.05, **kw).candidates
     qs = q[["q_mei_partial", "q_mei_corr", "q_regressor"]].to_numpy()
     assert len(q) < len(full) and (np.nan_to_num(qs, nan=2.0) <= 0.05).any(axis=1).all()
+
+
+def test_without_statistics_file(small):
+    p = small["paths"]
+    out = small["dir"] / "nostats"
+    infer_edges(p["net"], p["x"], p["y"], out, statistics=False, plots=False, log=None, **FAST_KW)
+    assert not (out / "inferer_stats.pt").exists() and (out / "model.pt").exists()
+    run = load_run(out)
+    assert run["inferer"].n == 0 and run["config"].statistics is False

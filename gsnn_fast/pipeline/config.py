@@ -51,6 +51,7 @@ OPTION_HELP: dict[str, str] = {
     "device": "auto, cpu or cuda",
     "threads": "CPU threads for torch (0: torch's default)",
     "plots": "write PNG plots (needs matplotlib)",
+    "statistics": "write the inferer's statistics (inferer_stats.pt, 16 P N^2 bytes)",
 }
 
 
@@ -100,6 +101,7 @@ class InferConfig:
     device: str = "auto"
     threads: int = 1
     plots: bool = True
+    statistics: bool = True
 
     # ------------------------------------------------------------------ building
 

@@ -751,8 +751,10 @@ def infer_edges(
             },
             tmp / "model.pt",
         )
-        save_statistics(inferer, tmp / "inferer_stats.pt")
-        files += ["model.pt", "inferer_stats.pt"]
+        files.append("model.pt")
+        if cfg.statistics:
+            save_statistics(inferer, tmp / "inferer_stats.pt")
+            files.append("inferer_stats.pt")
         plots: list[str] = []
         if cfg.plots:
             plots = write_run_plots(
@@ -804,7 +806,8 @@ def _build_info() -> dict[str, Any]:
 def load_run(out_dir: str | os.PathLike, device: str = "cpu") -> dict[str, Any]:
     """Reload a written run: ``{'model', 'data', 'regressor', 'inferer', 'config',
     'candidates', 'y_mean', 'y_std', 'x_mean', 'x_std'}``; the inferer has the run's
-    statistics (``evaluate`` gives the run's scores without the data)."""
+    statistics (``evaluate`` gives the run's scores without the data) unless the run was
+    written with ``statistics=False``."""
     from ..data import GraphData
     from ..inference import MagnitudeEdgeInferer, MagnitudeEdgeRegressor
     from ..inference.statistics import load_statistics
@@ -824,7 +827,8 @@ def load_run(out_dir: str | os.PathLike, device: str = "cpu") -> dict[str, Any]:
     regressor = MagnitudeEdgeRegressor(model, data, **ckpt["regressor_kwargs"])
     regressor.load_state_dict(ckpt["regressor_state_dict"])
     inferer = MagnitudeEdgeInferer(model, data, **ckpt["inferer_kwargs"])
-    load_statistics(inferer, out / "inferer_stats.pt", device=device)
+    if (out / "inferer_stats.pt").exists():  # absent when the run was told not to write it
+        load_statistics(inferer, out / "inferer_stats.pt", device=device)
     return {
         "model": model,
         "data": data,
