@@ -370,3 +370,18 @@ def test_without_statistics_file(small):
     assert not (out / "inferer_stats.pt").exists() and (out / "model.pt").exists()
     run = load_run(out)
     assert run["inferer"].n == 0 and run["config"].statistics is False
+
+
+def test_parquet_tables(small, tmp_path):
+    pytest.importorskip("pyarrow")
+    x = small["x"]
+    x.to_parquet(tmp_path / "with_index.parquet")  # the ids as a stored pandas index
+    x.reset_index().to_parquet(tmp_path / "first_col.parquet", index=False)  # ids first
+    for name in ("with_index.parquet", "first_col.parquet"):
+        got = read_table(tmp_path / name)
+        assert got.index.tolist() == x.index.tolist()
+        np.testing.assert_array_equal(got.to_numpy(), x.to_numpy())
+    p = small["paths"]
+    res = infer_edges(p["net"], tmp_path / "with_index.parquet", p["y"], log=None, **FAST_KW)
+    ref = infer_edges(p["net"], p["x"], p["y"], log=None, **FAST_KW)
+    assert res.splits.equals(ref.splits) and len(res.candidates) == len(ref.candidates)
