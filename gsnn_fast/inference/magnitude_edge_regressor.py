@@ -54,8 +54,8 @@ from .capture import capture_attr, channel_ptr, drop_captured, function_node_ids
 from .edges import adjacency, function_edges
 from .frame import pair_frame
 from .metrics import evaluate_target_ranking as _evaluate_target_ranking
-from .metrics import matrix_target_ranks, pair_auc, positive_pairs
-from .significance import one_sided_normal_p
+from .metrics import matrix_recovery, positive_pairs
+from .significance import coefficient_pvalues
 
 __all__ = ["MagnitudeEdgeRegressor"]
 
@@ -532,29 +532,10 @@ class MagnitudeEdgeRegressor(nn.Module):
         ``se_i = sqrt(max(sigma2 * (G^-1)_ii, 1e-12))``, ``p = P(Z > W[i, j] / se_i)``.
         ``diag(G^-1)`` comes from a float64 Cholesky factor; a singular G gives all ones.
         """
-        N = self.N
-        ones = np.ones((N, N), dtype=np.float64)
-        n = int(self.n_samples.item())
-        if n < N + 2:
-            return ones
-        G = self.gram.detach().to(torch.float64) / n
-        G = G + (self.ridge + 1e-8) * torch.eye(N, dtype=torch.float64, device=G.device)
-        Lc, info = torch.linalg.cholesky_ex(G)
-        if int(info.item()) == 0:
-            eye = torch.eye(N, dtype=torch.float64, device=G.device)
-            Linv = torch.linalg.solve_triangular(Lc, eye, upper=False)
-            ginv_diag = Linv.pow(2).sum(dim=0)
-        else:
-            Ginv, info = torch.linalg.inv_ex(G)
-            if int(info.item()) != 0:
-                return ones
-            ginv_diag = torch.diagonal(Ginv)
-        ginv_diag = ginv_diag.cpu().numpy()
-        rss = float(self.residual_sum_sq.item())
-        sigma2 = rss / max(n * self.n_pairs * self.n_aggs * N - N, 1)
-        se = np.sqrt(np.maximum(sigma2 * ginv_diag, 1e-12))
-        w = self.W.detach().to(torch.float64).cpu().numpy()
-        return np.clip(one_sided_normal_p(w / se[:, None]), 0.0, 1.0)
+        return coefficient_pvalues(
+            self.W.detach(), self.gram.detach(), int(self.n_samples.item()),
+            float(self.residual_sum_sq.item()), self.ridge, self.n_pairs * self.n_aggs,
+        )  # fmt: skip
 
     def evaluate(self, *, exclude_self: bool = True) -> pd.DataFrame:
         """All candidate edges, best first.
@@ -602,26 +583,10 @@ class MagnitudeEdgeRegressor(nn.Module):
         for k in top_k:
             if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
                 raise ValueError(f"top_k must hold positive integers, got {top_k!r}")
-        N = self.N
-        S = self.score_matrix()
         idx = self._name_to_idx
         pairs = np.asarray([(idx[s], idx[d]) for s, d in pos], dtype=np.int64).reshape(-1, 2)
-        src, dst = pairs[:, 0], pairs[:, 1]
-
-        pos_mask = np.zeros((N, N), dtype=bool)
-        pos_mask[src, dst] = True
-        np.fill_diagonal(pos_mask, False)
-        neg_mask = ~(pos_mask | self._adjacency())
-        np.fill_diagonal(neg_mask, False)
-        out: dict[str, float] = {"auc": pair_auc(S[pos_mask], S[neg_mask])}
-
-        rank = matrix_target_ranks(S, src, dst)
-        rr = np.where(np.isnan(rank), 0.0, 1.0 / np.where(np.isnan(rank), 1.0, rank))
-        out["n_positives"] = float(len(rank))
-        out["mrr"] = float(rr.mean())
-        for k in top_k:
-            out[f"top@{k}"] = float((rank <= k).mean())
-        return out
+        S = self.score_matrix()
+        return matrix_recovery(S, pairs[:, 0], pairs[:, 1], self._adjacency(), top_k)
 
     @staticmethod
     def evaluate_target_ranking(

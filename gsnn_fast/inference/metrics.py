@@ -14,6 +14,7 @@ import pandas as pd
 
 __all__ = [
     "evaluate_target_ranking",
+    "matrix_recovery",
     "matrix_target_ranks",
     "pair_auc",
     "positive_pairs",
@@ -174,3 +175,30 @@ def roc_curve(pos_scores: np.ndarray, neg_scores: np.ndarray) -> tuple[np.ndarra
     tpr = np.r_[0.0, tps / max(pos.size, 1)]
     fpr = np.r_[0.0, fps / max(neg.size, 1)]
     return fpr, tpr
+
+
+def matrix_recovery(
+    S: np.ndarray, src: np.ndarray, dst: np.ndarray, known: np.ndarray, top_k: tuple[int, ...]
+) -> dict[str, float]:
+    """How an ``[N, N]`` score matrix recovers the positive pairs ``(src[t], dst[t])``.
+
+    ``auc``: :func:`pair_auc` of the positives against the negatives, the non-self pairs
+    that are neither positive nor ``known`` (``[N, N]`` bool, e.g. the graph's edges);
+    ``n_positives``, ``mrr`` and ``top@k`` from :func:`matrix_target_ranks` (reciprocal
+    rank 0 for an unranked positive). Equal to :func:`evaluate_target_ranking` on the
+    frame of ``S`` (same tie order), without building the frame.
+    """
+    N = S.shape[0]
+    pos_mask = np.zeros((N, N), dtype=bool)
+    pos_mask[src, dst] = True
+    np.fill_diagonal(pos_mask, False)
+    neg_mask = ~(pos_mask | known)
+    np.fill_diagonal(neg_mask, False)
+    out: dict[str, float] = {"auc": pair_auc(S[pos_mask], S[neg_mask])}
+    rank = matrix_target_ranks(S, src, dst)
+    rr = np.where(np.isnan(rank), 0.0, 1.0 / np.where(np.isnan(rank), 1.0, rank))
+    out["n_positives"] = float(len(rank))
+    out["mrr"] = float(rr.mean())
+    for k in top_k:
+        out[f"top@{k}"] = float((rank <= k).mean())
+    return out

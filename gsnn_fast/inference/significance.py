@@ -16,7 +16,14 @@ from scipy import special
 
 from .._ops import argsort_stable
 
-__all__ = ["FisherTest", "bh_qvalues", "bh_sorted", "fisher_p_values", "one_sided_normal_p"]
+__all__ = [
+    "FisherTest",
+    "bh_qvalues",
+    "bh_sorted",
+    "coefficient_pvalues",
+    "fisher_p_values",
+    "one_sided_normal_p",
+]
 
 
 def one_sided_normal_p(z: np.ndarray) -> np.ndarray:
@@ -104,3 +111,39 @@ class FisherTest(NamedTuple):
         if np.ndim(self.df) == 0:
             return fisher_p_values(r, self.df)
         return fisher_p_values(r, self.df, df_index=dst)
+
+
+def coefficient_pvalues(
+    W: torch.Tensor, gram: torch.Tensor, n: int, rss: float, ridge: float, n_terms: int
+) -> np.ndarray:
+    """``[N, N]`` one-sided p-values of ``W[i, j] > 0`` for a least-squares fit of ``W``
+    with the design's streaming gram ``sum x^T x`` over ``n`` rows and residual sum of
+    squares ``rss`` (``n_terms`` fitted terms per row).
+
+    All ones while ``n < N + 2``. Else ``G = gram / n + (ridge + 1e-8) I``,
+    ``sigma2 = rss / max(n * n_terms * N - N, 1)``,
+    ``se_i = sqrt(max(sigma2 * (G^-1)_ii, 1e-12))``, ``p = P(Z > W[i, j] / se_i)``.
+    ``diag(G^-1)`` comes from a float64 Cholesky factor (a general inverse when that
+    fails); a singular ``G`` gives all ones.
+    """
+    N = W.shape[0]
+    ones = np.ones((N, N), dtype=np.float64)
+    if n < N + 2:
+        return ones
+    G = gram.to(torch.float64) / n
+    G = G + (ridge + 1e-8) * torch.eye(N, dtype=torch.float64, device=G.device)
+    Lc, info = torch.linalg.cholesky_ex(G)
+    if int(info.item()) == 0:
+        eye = torch.eye(N, dtype=torch.float64, device=G.device)
+        Linv = torch.linalg.solve_triangular(Lc, eye, upper=False)
+        ginv_diag = Linv.pow(2).sum(dim=0)
+    else:
+        Ginv, info = torch.linalg.inv_ex(G)
+        if int(info.item()) != 0:
+            return ones
+        ginv_diag = torch.diagonal(Ginv)
+    ginv_diag = ginv_diag.cpu().numpy()
+    sigma2 = rss / max(n * n_terms * N - N, 1)
+    se = np.sqrt(np.maximum(sigma2 * ginv_diag, 1e-12))
+    w = W.to(torch.float64).cpu().numpy()
+    return np.clip(one_sided_normal_p(w / se[:, None]), 0.0, 1.0)
