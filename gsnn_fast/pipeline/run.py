@@ -329,7 +329,7 @@ def _candidates(
     """One row per (src, dst) kept by some method, the model graph's own edges left out;
     columns per method: score, p, q, rank within the target (among all its sources)."""
     N = len(names)
-    per: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+    per: dict[str, tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]] = {}
     for m, (df, col) in frames.items():
         rank = target_ranks(df, col)
         key = df["src_idx"].to_numpy(np.int64) * N + df["dst_idx"].to_numpy(np.int64)
