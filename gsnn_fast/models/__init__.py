@@ -7,7 +7,8 @@ Drop-in replacements for ``gsnn.models.GSNN``, ``gsnn.models.ResBlock``,
 
 from __future__ import annotations
 
-from .gsnn import GSNN, edge2node, get_conv_indices, hetero2homo, node2edge
+from .gsnn import GSNN
+from .layout import edge2node, get_conv_indices, hetero2homo, node2edge
 from .node_mlp import NodeMLP
 from .norms import (
     ChannelEMANorm,
