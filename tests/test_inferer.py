@@ -1,5 +1,8 @@
 """MagnitudeEdgeInferer against the independent float64 reference (tests/inferer_reference.py).
 
+Longer than ~450 lines on purpose: the whole public behaviour of one class against one
+shared reference and fixtures; splitting would scatter the fixtures.
+
 Random graphs, mixed batch sizes (including a batch of 1), both reductions, both layer
 aggregations, corr and partial (ridge 0 and 1e-8), p- and q-values; partial correlation
 against the correlation of regression residuals; the model left as found after success

@@ -1,4 +1,7 @@
 """gsnn_fast::partial_corr against (a) the direct formula with np.linalg.solve,
+
+Longer than ~450 lines on purpose: the three references and the argument checks of one
+op, which share their case builders.
 (b) the correlation of least-squares residuals computed from raw samples and (c), bit
 for bit, the straightforward per-source formulation of partial_corr.h (one rounding
 per operation); NaN rules, argument checks, opcheck, determinism (thread counts, SIMD
@@ -15,7 +18,7 @@ import torch
 
 from gsnn_fast._ops import partial_corr
 
-from .conftest import bits, require_cuda
+from .conftest import ISAS, bits, require_cuda, require_isa_ran, use_isa
 
 TOL = 1e-12
 
@@ -221,18 +224,18 @@ def _big_problem():
     return moms, sets
 
 
-@pytest.mark.parametrize("isa", ["native", "avx2", "baseline"])
+@pytest.mark.parametrize("isa", ISAS)
 def test_bit_identical_to_the_per_source_formulation(monkeypatch, isa):
     """The blocked, SIMD-across-sources CPU kernel changes only the loop structure:
     every element is the per-source formulation's sequence of roundings, in every
-    SIMD variant (GSNN_FAST_PARTIAL_CORR_ISA caps the variant picked per call)."""
-    if isa != "native":
-        monkeypatch.setenv("GSNN_FAST_PARTIAL_CORR_ISA", isa)
+    SIMD variant (GSNN_FAST_ISA caps the variant; the one that ran is checked)."""
+    use_isa(monkeypatch, isa)
     moms, sets = _big_problem()
     ptr, idx = _csr(sets)
     stacked = _stack(moms)
     for ridge in (0.0, 1e-8):
         out = partial_corr(*stacked, ptr, idx, ridge, TOL)
+        require_isa_ran("partial_corr", isa)
         for p, m in enumerate(moms):
             ref = torch.from_numpy(_per_source_reference(*m, sets, ridge))
             assert torch.equal(bits(out[p]), bits(ref)), (isa, ridge, p)
@@ -246,8 +249,8 @@ def test_unknown_simd_variant_is_an_error(monkeypatch, problem):
     raw, sets = problem
     moms = _stack([_moments(X, Y) for X, Y in raw])
     ptr, idx = _csr(sets)
-    monkeypatch.setenv("GSNN_FAST_PARTIAL_CORR_ISA", "bogus")
-    with pytest.raises(RuntimeError, match="GSNN_FAST_PARTIAL_CORR_ISA"):
+    monkeypatch.setenv("GSNN_FAST_ISA", "bogus")
+    with pytest.raises(RuntimeError, match="GSNN_FAST_ISA must be"):
         partial_corr(*moms, ptr, idx, 0.0, TOL)
 
 

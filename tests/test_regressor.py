@@ -1,8 +1,12 @@
 """MagnitudeEdgeRegressor against direct numpy / loop computations.
 
+Longer than ~450 lines on purpose: every public method of the one class under test, each
+against its own direct computation, kept beside the small model they share.
+
 The regressor is exercised on a tiny model of our own that honours the capture contract
-(gsnn_fast/inference/capture.py) -- dense layers, optionally with the channels of the function nodes
-scattered over the channel axis -- so these tests do not depend on gsnn_fast.GSNN.
+(gsnn_fast/inference/capture.py) -- dense layers, optionally with the channels of the
+function nodes scattered over the channel axis -- so these tests do not depend on
+gsnn_fast.GSNN.
 """
 
 from __future__ import annotations

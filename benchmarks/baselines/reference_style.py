@@ -1,5 +1,8 @@
 """Baseline (a): pure torch / numpy written the way the pure-torch ``gsnn`` library does it.
 
+Longer than ~450 lines on purpose: a whole second implementation (model, inferer,
+regressor, simulation) kept in one file so that it reads as one baseline.
+
 This is NOT gsnn_fast code and must never be imported by the package. It computes
 gsnn_fast's numbers for the model, the inferer, the regressor and the simulation
 (``tests/test_baselines.py`` checks them) with the pure-torch library's *algorithms*:

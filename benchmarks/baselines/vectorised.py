@@ -1,5 +1,8 @@
 """Baseline (b): the best pure torch we could write without custom kernels.
 
+Longer than ~450 lines on purpose: a whole second implementation (model, inferer,
+regressor, simulation) kept in one file so that it reads as one baseline.
+
 This is NOT gsnn_fast code and must never be imported by the package. Same numbers as
 gsnn_fast (checked by ``tests/test_baselines.py``), computed with whole-array torch ops:
 

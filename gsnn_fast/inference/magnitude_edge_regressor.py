@@ -1,5 +1,9 @@
 """Online Tier-0 edge inference: an auxiliary linear regression trained alongside a GSNN.
 
+Longer than the package's ~450-line guide on purpose: one module class whose training
+protocol (pre_forward -> arm_retained_grads -> aux_step), standardisation, closed-form
+step and checkpoints share one state; its scoring lives in metrics.py / significance.py.
+
 For every pair of adjacent ResBlocks ``(p, p + 1)`` and every source aggregator ``k``,
 activation magnitudes of the function nodes at block ``p`` predict the gradient
 magnitudes at block ``p + 1`` through ONE shared weight matrix ``W`` of shape
