@@ -31,22 +31,16 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from tests.dense_reference import SEED_KW
+
 IMPLS = ("gsnn_fast", "reference_style", "vectorised")
 C_DEF, L_DEF, B_DEF = 8, 6, 64
 N_GRID = (50, 200, 1000, 2000, 5000)
 N_BIG = 10_000
 FAMILIES = ("conv", "scalefree")
 
-MODEL_KW = dict(
-    share_layers=False,
-    bias=True,
-    add_function_self_edges=True,
-    norm="none",
-    dropout=0.2,
-    nonlin=torch.nn.ELU,
-    node_mlp=False,
-    checkpoint=False,
-)
+#: the seed notebook's model kwargs without the size (channels / layers vary per case)
+MODEL_KW = {k: v for k, v in SEED_KW.items() if k not in ("channels", "layers")}
 REG_KW = dict(aggregators=("sum", "max"), lr=1e-3, weight_decay=1e-4, ridge=1e-2, dropout=0.2)
 
 

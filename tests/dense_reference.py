@@ -20,6 +20,21 @@ IF = ("input", "to", "function")
 FF = ("function", "to", "function")
 FO = ("function", "to", "output")
 
+#: The seed notebook's GSNN (besides its graph): 8 channels, 6 blocks, ELU, dropout 0.2,
+#: no norm, no node MLP. Tests and benchmarks build their seed-sized models from it.
+SEED_KW = dict(
+    channels=8,
+    layers=6,
+    share_layers=False,
+    bias=True,
+    add_function_self_edges=True,
+    norm="none",
+    dropout=0.2,
+    nonlin=torch.nn.ELU,
+    node_mlp=False,
+    checkpoint=False,
+)
+
 
 # --------------------------------------------------------------------------- graphs
 def seed_graph() -> tuple[dict, dict]:

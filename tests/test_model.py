@@ -9,19 +9,15 @@ import torch
 
 from gsnn_fast.models import GSNN
 
-from .dense_reference import FF, FO, IF, dense_forward, expected_layout, random_graph, seed_graph
-
-SEED_KW = dict(
-    channels=8,
-    layers=6,
-    share_layers=False,
-    bias=True,
-    add_function_self_edges=True,
-    norm="none",
-    dropout=0.2,
-    nonlin=torch.nn.ELU,
-    node_mlp=False,
-    checkpoint=False,
+from .dense_reference import (
+    FF,
+    FO,
+    IF,
+    SEED_KW,
+    dense_forward,
+    expected_layout,
+    random_graph,
+    seed_graph,
 )
 
 

@@ -24,6 +24,8 @@ from types import ModuleType
 import numpy as np
 import torch
 
+from tests.dense_reference import SEED_KW
+
 
 def _r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     ss_res = ((y_true - y_pred) ** 2).sum(0)
@@ -108,16 +110,7 @@ def run_demo(
         model = impl.GSNN(
             data.edge_index_dict,
             data.node_names_dict,
-            channels=8,
-            layers=6,
-            share_layers=False,
-            bias=True,
-            add_function_self_edges=True,
-            norm="none",
-            dropout=0.2,
-            nonlin=torch.nn.ELU,
-            node_mlp=False,
-            checkpoint=False,
+            **SEED_KW,
         )
         regressor = impl.MagnitudeEdgeRegressor(
             model,
