@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 IF = ("input", "to", "function")
 FF = ("function", "to", "function")
@@ -155,3 +156,64 @@ def rel_eps(eps: float, eps_mode: str, mean, var):
 
 def sqrt2() -> float:
     return math.sqrt(2.0)
+
+
+class RegressorState(nn.Module):
+    """What both baseline regressors hold (untimed construction): the options, ``W``
+    (xavier-uniform, gain 0.1) and its AdamW, and the buffers of gsnn_fast's regressor
+    under the same names (``stats_dtype``: the gram's and residual sum's dtype). The
+    model is not registered as a submodule. ``pre_forward`` switches capture on."""
+
+    def __init__(
+        self,
+        model,
+        data,
+        *,
+        aggregators: Sequence[str] = ("sum", "max"),
+        use_pre_norm=True,
+        standardize=True,
+        lr=1e-2,
+        weight_decay=1e-4,
+        dropout=0.0,
+        ridge=0.0,
+        score_mode="abs",
+        ema_momentum=0.1,
+        eps=1e-8,
+        eps_mode="relative",
+        stats_dtype=torch.float64,
+    ):
+        super().__init__()
+        self.__dict__["model"] = model
+        self.data = data
+        self.aggregators = tuple(aggregators)
+        self.use_pre_norm, self.standardize = use_pre_norm, standardize
+        self.ridge, self.score_mode = float(ridge), score_mode
+        self.ema_momentum, self.eps, self.eps_mode = float(ema_momentum), eps, eps_mode
+        self.dropout = nn.Dropout(dropout)
+        self.function_nodes = list(data.node_names_dict["function"])
+        self.N = N = len(self.function_nodes)
+        self.L = len(model.ResBlocks)
+        self.n_pairs = P = max(self.L - 1, 0)
+        self.n_aggs = K = len(self.aggregators)
+        self.W = nn.Parameter(torch.empty(N, N))
+        nn.init.xavier_uniform_(self.W, gain=0.1)
+        self.optim = torch.optim.AdamW([self.W], lr=lr, weight_decay=weight_decay)
+        for name, value in (
+            ("running_mean_x", torch.zeros(P, K, N)),
+            ("running_var_x", torch.ones(P, K, N)),
+            ("running_mean_y", torch.zeros(P, N)),
+            ("running_var_y", torch.ones(P, N)),
+            ("n_batches_tracked", torch.tensor(0, dtype=torch.long)),
+            ("gram", torch.zeros(N, N, dtype=stats_dtype)),
+            ("n_samples", torch.tensor(0, dtype=torch.long)),
+            ("residual_sum_sq", torch.tensor(0.0, dtype=stats_dtype)),
+        ):
+            self.register_buffer(name, value)
+        self._acts = None
+        self._best_state = None
+        self._best_metric = None
+
+    def pre_forward(self):
+        for mod in self.model.ResBlocks:
+            mod._store_activations = True
+        self._acts = None

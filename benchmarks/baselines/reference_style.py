@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
 
 import networkx as nx
 import numpy as np
@@ -42,6 +41,7 @@ import torch.nn as nn
 
 from ._common import (
     ZERO_VAR_TOL,
+    RegressorState,
     build_layout,
     degree_normalized_init,
     function_edges,
@@ -617,7 +617,7 @@ class _quiet:
 
 
 # ========================================================================= regressor
-class MagnitudeEdgeRegressor(nn.Module):
+class MagnitudeEdgeRegressor(RegressorState):
     """Online auxiliary regressor, library style: one term (pair, aggregator) at a time."""
 
     _AGG_FNS = {
@@ -627,59 +627,12 @@ class MagnitudeEdgeRegressor(nn.Module):
         "l2": lambda v: v.pow(2).sum(dim=-1).sqrt(),
     }
 
-    def __init__(
-        self,
-        model,
-        data,
-        *,
-        aggregators: Sequence[str] = ("sum", "max"),
-        use_pre_norm=True,
-        standardize=True,
-        lr=1e-2,
-        weight_decay=1e-4,
-        dropout=0.0,
-        ridge=0.0,
-        score_mode="abs",
-        ema_momentum=0.1,
-        eps=1e-8,
-        eps_mode="relative",
-    ):
-        super().__init__()
-        self.__dict__["model"] = model
-        self.data = data
-        self.aggregators = tuple(aggregators)
-        self.use_pre_norm, self.standardize = use_pre_norm, standardize
-        self.ridge, self.score_mode = float(ridge), score_mode
-        self.ema_momentum, self.eps, self.eps_mode = float(ema_momentum), eps, eps_mode
-        self.dropout = nn.Dropout(dropout)
-        self.function_nodes = list(data.node_names_dict["function"])
-        self.N = len(self.function_nodes)
-        self.L = len(model.ResBlocks)
-        self.n_pairs, self.n_aggs = max(self.L - 1, 0), len(self.aggregators)
+    def __init__(self, model, data, **kwargs):
+        super().__init__(model, data, stats_dtype=torch.float32, **kwargs)
         _, self._channel_ixs = _channel_ixs_by_fn(model)
         edge_arr = function_edges(data)
         self.edges = {(self.function_nodes[i], self.function_nodes[j]) for i, j in edge_arr.T}
-        self.W = nn.Parameter(torch.zeros(self.N, self.N))
-        nn.init.xavier_uniform_(self.W, gain=0.1)
-        self.optim = torch.optim.AdamW([self.W], lr=lr, weight_decay=weight_decay)
-        P, K, N = self.n_pairs, self.n_aggs, self.N
-        self.register_buffer("running_mean_x", torch.zeros(P, K, N))
-        self.register_buffer("running_var_x", torch.ones(P, K, N))
-        self.register_buffer("running_mean_y", torch.zeros(P, N))
-        self.register_buffer("running_var_y", torch.ones(P, N))
-        self.register_buffer("n_batches_tracked", torch.tensor(0, dtype=torch.long))
-        self.register_buffer("gram", torch.zeros(N, N))
-        self.register_buffer("n_samples", torch.tensor(0, dtype=torch.long))
-        self.register_buffer("residual_sum_sq", torch.tensor(0.0))
-        self._act_attr = "_last_pre_norm_activation" if use_pre_norm else "_last_activation"
-        self._acts = None
-        self._best_state = None
-        self._best_metric = None
-
-    def pre_forward(self):
-        for mod in self.model.ResBlocks:
-            mod._store_activations = True
-        self._acts = None
+        self._act_attr = "_last_pre_norm_activation" if self.use_pre_norm else "_last_activation"
 
     def arm_retained_grads(self):
         acts = []

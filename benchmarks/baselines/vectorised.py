@@ -27,17 +27,15 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Sequence
 
 import networkx as nx
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn as nn
 from scipy import special, stats
 
 from . import reference_style as _ref
-from ._common import ZERO_VAR_TOL, function_channel_map, function_edges
+from ._common import ZERO_VAR_TOL, RegressorState, function_channel_map, function_edges
 
 warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support is in beta state")
 
@@ -487,63 +485,16 @@ class MagnitudeEdgeInferer:
 
 
 # ========================================================================= regressor
-class MagnitudeEdgeRegressor(nn.Module):
+class MagnitudeEdgeRegressor(RegressorState):
     """Online auxiliary regressor, vectorised: every (pair, aggregator) term at once."""
 
-    def __init__(
-        self,
-        model,
-        data,
-        *,
-        aggregators: Sequence[str] = ("sum", "max"),
-        use_pre_norm=True,
-        standardize=True,
-        lr=1e-2,
-        weight_decay=1e-4,
-        dropout=0.0,
-        ridge=0.0,
-        score_mode="abs",
-        ema_momentum=0.1,
-        eps=1e-8,
-        eps_mode="relative",
-    ):
-        super().__init__()
-        self.__dict__["model"] = model
-        self.data = data
-        self.aggregators = tuple(aggregators)
-        self.use_pre_norm, self.standardize = use_pre_norm, standardize
-        self.ridge, self.score_mode = float(ridge), score_mode
-        self.ema_momentum, self.eps, self.eps_mode = float(ema_momentum), eps, eps_mode
-        self.dropout = nn.Dropout(dropout)
-        self.function_nodes = list(data.node_names_dict["function"])
+    def __init__(self, model, data, **kwargs):
+        super().__init__(model, data, **kwargs)
         self._idx = {n: i for i, n in enumerate(self.function_nodes)}
-        self.N = N = len(self.function_nodes)
-        self.L = len(model.ResBlocks)
-        self.n_pairs = P = self.L - 1
-        self.n_aggs = K = len(self.aggregators)
         self._seg = _Segments(model)
         ei = function_edges(data)
-        self.adj = np.zeros((N, N), dtype=bool)
+        self.adj = np.zeros((self.N, self.N), dtype=bool)
         self.adj[ei[0], ei[1]] = True
-        self.W = nn.Parameter(torch.empty(N, N))
-        nn.init.xavier_uniform_(self.W, gain=0.1)
-        self.optim = torch.optim.AdamW([self.W], lr=lr, weight_decay=weight_decay)
-        self.register_buffer("running_mean_x", torch.zeros(P, K, N))
-        self.register_buffer("running_var_x", torch.ones(P, K, N))
-        self.register_buffer("running_mean_y", torch.zeros(P, N))
-        self.register_buffer("running_var_y", torch.ones(P, N))
-        self.register_buffer("n_batches_tracked", torch.tensor(0, dtype=torch.long))
-        self.register_buffer("gram", torch.zeros(N, N, dtype=torch.float64))
-        self.register_buffer("n_samples", torch.tensor(0, dtype=torch.long))
-        self.register_buffer("residual_sum_sq", torch.tensor(0.0, dtype=torch.float64))
-        self._acts = None
-        self._best_state = None
-        self._best_metric = None
-
-    def pre_forward(self):
-        for mod in self.model.ResBlocks:
-            mod._store_activations = True
-        self._acts = None
 
     def arm_retained_grads(self):
         acts = _capture(self.model, self.use_pre_norm)
