@@ -94,8 +94,8 @@ inline void check_sparse_csr(const char* op, const char* which, const at::Tensor
 // check_perm, a permutation (the backward writes grad_values[perm[s]] once per slot).
 // The CUDA glue runs it on host copies (validate_on_host).
 inline void validate_sparse_csr(const char* op, const char* which, const at::Tensor& ptr_t,
-                                    const at::Tensor& idx_t, const at::Tensor& perm_t,
-                                    int64_t n_idx, bool check_perm) {
+                                const at::Tensor& idx_t, const at::Tensor& perm_t, int64_t n_idx,
+                                bool check_perm) {
   const at::Tensor ptr_c = ptr_t.contiguous(), idx_c = idx_t.contiguous(),
                    perm_c = perm_t.contiguous();
   const int64_t n_seg = ptr_c.size(0) - 1, nnz = idx_c.size(0);
@@ -213,8 +213,8 @@ inline void validate_on_host(const std::string& key, std::initializer_list<at::T
 inline void validate_sparse_csr_on_host(const char* op, const char* which, const at::Tensor& ptr,
                                         const at::Tensor& idx, const at::Tensor& perm,
                                         int64_t n_idx, bool check_perm) {
-  const std::string key = std::string(op) + "/" + which + "/" + std::to_string(n_idx) +
-                          (check_perm ? "/perm" : "");
+  const std::string key =
+      std::string(op) + "/" + which + "/" + std::to_string(n_idx) + (check_perm ? "/perm" : "");
   validate_on_host(key, {ptr, idx, perm}, [&](const std::vector<at::Tensor>& h) {
     validate_sparse_csr(op, which, h[0], h[1], h[2], n_idx, check_perm);
   });

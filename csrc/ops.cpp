@@ -3,10 +3,14 @@
 // dispatcher picks the backend from the tensors' device.
 //
 // The module itself is a plain CPython extension (no pybind11): importing it runs
-// the static registrations above, and it exposes one function, build_info().
+// the static registrations above, and it exposes two functions: build_info() and
+// isa_ran(op), the CPU ISA variant an op ran last (csrc/cpu/isa.h).
 #include <Python.h>
 #include <torch/library.h>
 
+#include <string>
+
+#include "cpu/isa.h"
 #include "generated/build_flags.h"
 
 TORCH_LIBRARY(gsnn_fast, m) {
@@ -67,14 +71,21 @@ PyObject* build_info(PyObject* /*self*/, PyObject* /*args*/) {
 #else
   PyObject* cuda = Py_False;
 #endif
-  return Py_BuildValue("{s:O,s:s,s:s,s:s,s:l,s:s}", "cuda", cuda, "cxx_flags",
-                       GSNN_FAST_CXX_FLAGS, "nvcc_flags", GSNN_FAST_NVCC_FLAGS, "compiler",
-                       __VERSION__, "cxx_standard", static_cast<long>(__cplusplus),
-                       "torch_version", GSNN_FAST_TORCH_VERSION);
+  return Py_BuildValue("{s:O,s:s,s:s,s:s,s:l,s:s}", "cuda", cuda, "cxx_flags", GSNN_FAST_CXX_FLAGS,
+                       "nvcc_flags", GSNN_FAST_NVCC_FLAGS, "compiler", __VERSION__, "cxx_standard",
+                       static_cast<long>(__cplusplus), "torch_version", GSNN_FAST_TORCH_VERSION);
+}
+
+PyObject* isa_ran(PyObject* /*self*/, PyObject* args) {
+  const char* op = nullptr;
+  if (!PyArg_ParseTuple(args, "s", &op)) return nullptr;
+  return PyUnicode_FromString(gsnn_fast::isa_ran(op).c_str());
 }
 
 PyMethodDef methods[] = {
     {"build_info", build_info, METH_NOARGS, "What this extension was built with."},
+    {"isa_ran", isa_ran, METH_VARARGS,
+     "The CPU ISA variant (avx512f, avx2, baseline) the op ran last; '' before its first call."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "gsnn_fast kernels (torch ops)", -1,

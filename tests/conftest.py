@@ -33,3 +33,24 @@ def wide_range(shape, generator: torch.Generator, dtype=torch.float64) -> torch.
     mant = torch.randn(shape, generator=generator, dtype=torch.float64)
     expo = torch.randint(-20, 21, shape, generator=generator).to(torch.float64)
     return (mant * torch.pow(2.0, expo)).to(dtype)
+
+
+#: The CPU kernels' SIMD variants, widest first (csrc/cpu/isa.h).
+ISAS = ("avx512f", "avx2", "baseline")
+
+
+def use_isa(monkeypatch, isa: str) -> None:
+    """Caps the SIMD variant of the CPU kernels at ``isa`` (GSNN_FAST_ISA)."""
+    monkeypatch.setenv("GSNN_FAST_ISA", isa)
+
+
+def require_isa_ran(op: str, isa: str) -> None:
+    """Checks that ``op`` ran its ``isa`` variant on its last call. The cap can only
+    lower the variant: when a narrower one ran, this CPU cannot run ``isa``, and the
+    test is skipped with that reason instead of comparing a variant with itself."""
+    from gsnn_fast.ops import isa_ran
+
+    ran = isa_ran(op)
+    if ran != isa:
+        assert ISAS.index(ran) > ISAS.index(isa), (op, isa, ran)
+        pytest.skip(f"this CPU cannot run the {isa} variant ({op} ran {ran}): not compared here")

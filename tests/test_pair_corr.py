@@ -13,7 +13,7 @@ import torch
 from gsnn_fast._ops import pair_corr
 from gsnn_fast.inference.torch_scoring import fold_pairs
 
-from .conftest import bits, require_cuda, wide_range
+from .conftest import ISAS, bits, require_cuda, require_isa_ran, use_isa, wide_range
 
 TOL = 1e-12
 NAN_BITS = 0x7FF8000000000000
@@ -309,28 +309,41 @@ def test_argument_errors():
 # ------------------------------------------------------------------ determinism
 
 
-def test_thread_count_and_simd_variant_independence(monkeypatch):
+@pytest.mark.parametrize("isa", ISAS)
+def test_thread_count_and_simd_variant_independence(monkeypatch, isa):
     """Rows are split across threads and each row runs on AVX-512F / AVX2 / SSE2
     lanes with a scalar tail (N = 37: every vector width leaves one); every lane
-    follows the scalar sequence, so all give the same bits."""
+    follows the scalar sequence, so each variant, on 1 or 2 threads, gives the bits of
+    the baseline on one thread. The variant that ran is checked."""
     s, n = garbage_sums(3, 41, 37, seed=7)
     s2, _ = sample_sums(3, 11, 41, 37, seed=8)
+
+    def all_outputs():
+        out = [t for rule in RULES for agg in AGGS for t in run(s, n, rule, agg)]
+        return out + [t for agg in AGGS for t in run(s2, 11.0, "relative", agg)]
+
     outs = []
     old = torch.get_num_threads()
     try:
-        for isa in ("avx512f", "avx2", "baseline"):
-            monkeypatch.setenv("GSNN_FAST_PAIR_CORR_ISA", isa)
-            for threads in (2, 1):
-                torch.set_num_threads(threads)
-                outs.append([t for rule in RULES for agg in AGGS for t in run(s, n, rule, agg)])
-                outs[-1] += [t for agg in AGGS for t in run(s2, 11.0, "relative", agg)]
+        torch.set_num_threads(1)
+        use_isa(monkeypatch, "baseline")
+        want = all_outputs()
+        use_isa(monkeypatch, isa)
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            outs.append(all_outputs())
+            require_isa_ran("pair_corr", isa)
     finally:
         torch.set_num_threads(old)
-    for other in outs[1:]:
-        for a, b in zip(outs[0], other):
+    for got in outs:
+        for a, b in zip(want, got):
             assert torch.equal(bits(a), bits(b))
-    monkeypatch.setenv("GSNN_FAST_PAIR_CORR_ISA", "bogus")
-    with pytest.raises(RuntimeError, match="GSNN_FAST_PAIR_CORR_ISA"):
+
+
+def test_unknown_simd_variant_is_an_error(monkeypatch):
+    s, n = garbage_sums(1, 4, 5, seed=7)
+    monkeypatch.setenv("GSNN_FAST_ISA", "bogus")
+    with pytest.raises(RuntimeError, match="GSNN_FAST_ISA must be"):
         run(s, n)
 
 

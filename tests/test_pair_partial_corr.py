@@ -12,7 +12,7 @@ import torch
 from gsnn_fast.inference.torch_scoring import fold_pairs, pair_moments
 from gsnn_fast.ops import pair_partial_corr, partial_corr
 
-from .conftest import bits, require_cuda
+from .conftest import ISAS, bits, require_cuda, require_isa_ran, use_isa
 from .inferer_reference import aggregate, reference_pair_scores
 from .test_pair_corr import same_up_to_nan_payload
 
@@ -82,15 +82,15 @@ def compose(sums, ptr, idx, n, ridge, tol, agg, per_pair):
 @pytest.mark.parametrize("agg", AGGS)
 @pytest.mark.parametrize("per_pair", [True, False])
 @pytest.mark.parametrize("ridge", [0.0, 1e-8])
-@pytest.mark.parametrize("isa", ["native", "avx2", "baseline"])
+@pytest.mark.parametrize("isa", ISAS)
 def test_equals_composition_bit_for_bit(monkeypatch, agg, per_pair, ridge, isa):
-    """Every SIMD variant (GSNN_FAST_PARTIAL_CORR_ISA caps it: the moments and the
-    systems) gives the bits of the composition."""
-    if isa != "native":
-        monkeypatch.setenv("GSNN_FAST_PARTIAL_CORR_ISA", isa)
+    """Every SIMD variant (GSNN_FAST_ISA caps it: the corr rows and the systems; the
+    one that ran is checked) gives the bits of the composition."""
+    use_isa(monkeypatch, isa)
     for P, B, N, big in [(1, 7, 9, 0), (3, 40, 30, 0), (2, 120, 90, 70)]:
         sums, n, ptr, idx, *_ = make_case(P, B, N, seed=P + N, big=big)
         got = pair_partial_corr(*sums, ptr, idx, n, ridge, TOL, agg, per_pair)
+        require_isa_ran("pair_partial_corr", isa)
         want = compose(sums, ptr, idx, n, ridge, TOL, agg, per_pair)
         for a, b in zip(got, want):
             assert a.shape == b.shape and a.is_contiguous()

@@ -10,7 +10,7 @@ import torch
 
 from gsnn_fast.sparse import SparsePlan, has_kernel, sparse_linear, sparse_linear_torch
 
-from .conftest import require_cuda, wide_range
+from .conftest import require_cuda, require_isa_ran, use_isa, wide_range
 
 
 def fbits(t: torch.Tensor) -> torch.Tensor:
@@ -492,3 +492,29 @@ def test_torch_kernels_for_devices_without_compiled_ones():
         for a, w in zip(got, want):
             assert a.shape == w.shape
             torch.testing.assert_close(a, w, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("isa", ["avx512f", "avx2"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_simd_variant_gives_the_baseline_bits(monkeypatch, isa, dtype):
+    """The CPU loops run as AVX-512F, AVX2 or baseline code (GSNN_FAST_ISA caps the
+    variant; the one that ran is checked): forward and backward give the baseline's
+    bits, with full tiles, partial tiles and scalar tails (B = 77)."""
+    g = torch.Generator().manual_seed(5)
+    n_in, n_out, nnz, B = 40, 33, 300, 77
+    idx = torch.stack(
+        [torch.randint(0, n_in, (nnz,), generator=g), torch.randint(0, n_out, (nnz,), generator=g)]
+    )
+    plan = SparsePlan.from_indices(idx, (n_in, n_out))
+    x = wide_range((B, n_in), g, dtype)
+    v = wide_range((nnz,), g, dtype)
+    b = wide_range((n_out,), g, dtype)
+    gout = wide_range((B, n_out), g, dtype)
+    outs = {}
+    for variant in ("baseline", isa):
+        use_isa(monkeypatch, variant)
+        outs[variant] = run_op(x, v, b, plan, gout)
+        require_isa_ran("sparse_linear", variant)
+        require_isa_ran("sparse_linear_backward", variant)
+    for a, w in zip(outs[isa], outs["baseline"]):
+        assert torch.equal(fbits(a), fbits(w)), isa

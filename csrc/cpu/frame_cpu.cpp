@@ -295,12 +295,10 @@ TORCH_LIBRARY_IMPL(gsnn_fast, CUDA, m) {
   m.impl("top_k_rows", [](const at::Tensor& dst, const at::Tensor&, int64_t) -> at::Tensor {
     host_only("top_k_rows", dst);
   });
-  m.impl("argsort_stable", [](const at::Tensor& x, bool) -> at::Tensor {
-    host_only("argsort_stable", x);
-  });
-  m.impl("frame_order", [](const at::Tensor& score, bool) -> at::Tensor {
-    host_only("frame_order", score);
-  });
+  m.impl("argsort_stable",
+         [](const at::Tensor& x, bool) -> at::Tensor { host_only("argsort_stable", x); });
+  m.impl("frame_order",
+         [](const at::Tensor& score, bool) -> at::Tensor { host_only("frame_order", score); });
   m.impl("bh_q_grouped", [](const at::Tensor& p, const at::Tensor&) -> at::Tensor {
     host_only("bh_q_grouped", p);
   });

@@ -10,11 +10,8 @@
 //      per_pair are P sequential streams per row: sum_xy is read once and every
 //      output written once). The last j (fewer than a vector) take the scalar
 //      lane type -- the sequence that the CUDA threads run for every element.
-//   * ISA: the row loop is compiled three times (AVX-512F, AVX2, baseline)
-//     through target attributes and picked at run time with
-//     __builtin_cpu_supports, as in pair_stats_cpu.cpp; the environment variable
-//     GSNN_FAST_PAIR_CORR_ISA=avx2|baseline caps the choice (all give the same
-//     bits).
+//   * ISA: the row loop is compiled three times (AVX-512F, AVX2, baseline) and
+//     picked at run time (isa.h); all give the same bits.
 // Every lane's rounding sequence is the scalar one, so the bits do not depend on
 // the SIMD width or the number of threads and equal the CUDA kernel's.
 #include <ATen/Parallel.h>
@@ -23,75 +20,17 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
-#include <string>
 #include <tuple>
 
 #include "../checks.h"
 #include "huge_pages.h"
+#include "isa.h"
 #include "simd.h"
 #include "gsnn_fast/pair_corr.h"
 
 namespace gsnn_fast {
 namespace {
-
-typedef int64_t v8l __attribute__((vector_size(64)));
-typedef int64_t v4l __attribute__((vector_size(32)));
-typedef int64_t v2l __attribute__((vector_size(16)));
-
-template <class V>
-struct IntVec;
-template <>
-struct IntVec<v8d> {
-  using type = v8l;
-};
-template <>
-struct IntVec<v4d> {
-  using type = v4l;
-};
-template <>
-struct IntVec<v2d> {
-  using type = v2l;
-};
-
-// The lane type of pair_corr_lanes on a GCC vector: each arithmetic operator is
-// the IEEE operation lane by lane (the TU is built with -ffp-contract=off, so no
-// product is fused into an add); abs clears the sign bits, the selects move bits.
-template <class V>
-struct VecLanes {
-  using T = V;
-  using L = typename IntVec<V>::type;
-  static constexpr int kWidth = kLanes<V>;
-  static GSNN_ALWAYS_INLINE T load(const double* p) {
-    T v;
-    std::memcpy(&v, p, sizeof(T));
-    return v;
-  }
-  static GSNN_ALWAYS_INLINE void store(double* p, T v) { std::memcpy(p, &v, sizeof(T)); }
-  static GSNN_ALWAYS_INLINE T splat(double x) { return vbroadcast<V>(x); }
-  static GSNN_ALWAYS_INLINE T add(T a, T b) { return a + b; }
-  static GSNN_ALWAYS_INLINE T sub(T a, T b) { return a - b; }
-  static GSNN_ALWAYS_INLINE T mul(T a, T b) { return a * b; }
-  static GSNN_ALWAYS_INLINE T div(T a, T b) { return a / b; }
-  static GSNN_ALWAYS_INLINE T sqrt(T a) { return vsqrt(a); }
-  static GSNN_ALWAYS_INLINE T abs(T a) {
-    return reinterpret_cast<T>(reinterpret_cast<L>(a) & (L{} + INT64_MAX));
-  }
-  // One compare and one blend each. The empty asm keeps GCC 12 from merging a
-  // chain of selects into one select on OR-ed masks, which it then scalarises
-  // lane by lane in the AVX-512 functions (see partial_corr_cpu.cpp). The same
-  // values either way.
-  static GSNN_ALWAYS_INLINE T gt_sel(T a, T b, T x, T y) { return opaque(a > b ? x : y); }
-  static GSNN_ALWAYS_INLINE T lt_sel(T a, T b, T x, T y) { return opaque(a < b ? x : y); }
-  static GSNN_ALWAYS_INLINE T ne_sel(T a, T b, T x, T y) { return opaque(a != b ? x : y); }
-  static GSNN_ALWAYS_INLINE T opaque(T r) {
-#if defined(__x86_64__)
-    __asm__("" : "+v"(r));
-#endif
-    return r;
-  }
-};
 
 struct Ctx {
   const double* sum_xy;
@@ -105,19 +44,19 @@ struct Ctx {
 
 // Rows [i0, i1): full vectors of V, then the scalar tail.
 template <class V>
-GSNN_ALWAYS_INLINE void rows(const Ctx& c, int64_t i0, int64_t i1) {
+GSNN_INLINE void rows(const Ctx& c, int64_t i0, int64_t i1) {
   constexpr int64_t W = kLanes<V>;
   for (int64_t i = i0; i < i1; ++i) {
     double* orow = c.out + i * c.N;
     int64_t j = 0;
-    // PARITY: one element per lane; the same sequence as PairCorrScalar.
+    // PARITY: one element per lane; the same sequence as ScalarLanes.
     for (; j + W <= c.N; j += W) {
       VecLanes<V>::store(orow + j, pair_corr_lanes<VecLanes<V>>(c.sum_xy, c.m, c.P, c.M, c.N, i, j,
                                                                 c.n, c.agg, c.per_pair));
     }
     for (; j < c.N; ++j) {
-      orow[j] = pair_corr_lanes<PairCorrScalar>(c.sum_xy, c.m, c.P, c.M, c.N, i, j, c.n, c.agg,
-                                                c.per_pair);
+      orow[j] =
+          pair_corr_lanes<ScalarLanes>(c.sum_xy, c.m, c.P, c.M, c.N, i, j, c.n, c.agg, c.per_pair);
     }
   }
 }
@@ -133,18 +72,14 @@ void rows_base(const Ctx& c, int64_t i0, int64_t i1) { rows<v2d>(c, i0, i1); }
 
 using RowsFn = void (*)(const Ctx&, int64_t, int64_t);
 
-// The widest variant the CPU supports, chosen on every call (cheap); the
-// environment variable GSNN_FAST_PAIR_CORR_ISA=avx2|baseline caps it.
+// The variant of isa.h's choice.
 RowsFn pick_rows() {
-  const char* env = std::getenv("GSNN_FAST_PAIR_CORR_ISA");
-  const std::string cap = env ? env : "";
-  TORCH_CHECK(cap.empty() || cap == "avx512f" || cap == "avx2" || cap == "baseline",
-              "GSNN_FAST_PAIR_CORR_ISA must be avx512f, avx2 or baseline, got '", cap, "'");
+  const Isa isa = pick_isa("pair_corr");
 #if GSNN_HAVE_CLONES
-  __builtin_cpu_init();
-  if (cap != "avx2" && cap != "baseline" && __builtin_cpu_supports("avx512f")) return &rows_avx512;
-  if (cap != "baseline" && __builtin_cpu_supports("avx2")) return &rows_avx2;
+  if (isa == Isa::kAvx512f) return &rows_avx512;
+  if (isa == Isa::kAvx2) return &rows_avx2;
 #endif
+  (void)isa;
   return &rows_base;
 }
 

@@ -14,9 +14,8 @@
 //   * sum_xx: only micro-tiles touching the i <= k half are computed; each
 //     element (i, k) with i < k is added to both (i, k) and (k, i).
 //   * ISA: the tile loops are compiled three times (AVX-512F, AVX2, baseline)
-//     through target attributes and picked at run time with
-//     __builtin_cpu_supports; the rest of the extension stays baseline x86-64.
-//     Every variant is a lane-wise transcription of the same IEEE operations.
+//     and picked at run time (isa.h). Every variant is a lane-wise
+//     transcription of the same IEEE operations.
 //   * threads: at::parallel_for over column panels (no reduction across
 //     threads); panel jp is paired with panel nJ-1-jp so the triangular sum_xx
 //     work is balanced.
@@ -26,11 +25,10 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
-#include <string>
 
 #include "../checks.h"
+#include "isa.h"
 #include "simd.h"
 #include "gsnn_fast/pair_stats.h"
 
@@ -40,8 +38,8 @@ namespace {
 // Prefetches (for writing) rows [i0, i0 + nrows) x columns [j0, j0 + ncols) of
 // the N x N accumulator C: the next micro-tile's outputs, whose rows are N apart
 // and so invisible to the hardware prefetchers. No effect on the values.
-GSNN_ALWAYS_INLINE void prefetch_block(const double* C, int64_t N, int64_t i0, int64_t nrows,
-                                       int64_t j0, int64_t ncols) {
+GSNN_INLINE void prefetch_block(const double* C, int64_t N, int64_t i0, int64_t nrows, int64_t j0,
+                                int64_t ncols) {
   for (int64_t r = 0; r < nrows; ++r) {
     const double* row = C + (i0 + r) * N + j0;
     for (int64_t c = 0; c < ncols; c += 8) __builtin_prefetch(row + c, 1, 3);
@@ -65,8 +63,8 @@ void pack_panels(const double* u, int64_t B, int64_t N, int64_t width, int64_t q
 
 // The micro-kernel: acc[r][v] lane l = partial of output (i0 + r, j0 + v * lanes + l).
 template <class V, int MR, int NV>
-GSNN_ALWAYS_INLINE void micro_tile(const double* __restrict__ xp, const double* __restrict__ yp,
-                                   int64_t B, V (&acc)[MR][NV]) {
+GSNN_INLINE void micro_tile(const double* __restrict__ xp, const double* __restrict__ yp, int64_t B,
+                            V (&acc)[MR][NV]) {
   constexpr int W = kLanes<V>;
   constexpr int NR = NV * W;
   // The constant-trip loops are unrolled so that acc lives in registers.
@@ -78,7 +76,7 @@ GSNN_ALWAYS_INLINE void micro_tile(const double* __restrict__ xp, const double* 
   for (int64_t b = 0; b < B; ++b) {
     V y[NV];
 #pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) y[v] = vload<V>(yp + b * NR + v * W);
+    for (int v = 0; v < NV; ++v) y[v] = loadv<V>(yp + b * NR + v * W);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const V xb = vbroadcast_load<V>(xp + b * MR + r);
@@ -90,8 +88,8 @@ GSNN_ALWAYS_INLINE void micro_tile(const double* __restrict__ xp, const double* 
 
 // sum_xy[p] for all rows of column panel jp: C[i, j] += partial (pair_flush).
 template <class V, int MR, int NV>
-GSNN_ALWAYS_INLINE void xy_column(const double* xr, const double* yc, int64_t B, int64_t N,
-                                  int64_t jp, double* C) {
+GSNN_INLINE void xy_column(const double* xr, const double* yc, int64_t B, int64_t N, int64_t jp,
+                           double* C) {
   constexpr int W = kLanes<V>;
   constexpr int NR = NV * W;
   const int64_t j0 = jp * NR;
@@ -108,12 +106,12 @@ GSNN_ALWAYS_INLINE void xy_column(const double* xr, const double* yc, int64_t B,
       for (int r = 0; r < MR; ++r) {
         double* row = C + (i0 + r) * N + j0;
         for (int v = 0; v < NV; ++v)
-          vstore<V>(row + v * W, pair_flush(vload<V>(row + v * W), acc[r][v]));
+          storev(row + v * W, pair_flush(loadv<V>(row + v * W), acc[r][v]));
       }
     } else {
       alignas(64) double t[MR][NR];
       for (int r = 0; r < MR; ++r)
-        for (int v = 0; v < NV; ++v) vstore<V>(&t[r][v * W], acc[r][v]);
+        for (int v = 0; v < NV; ++v) storev(&t[r][v * W], acc[r][v]);
       for (int64_t r = 0; r < ni; ++r)
         for (int64_t c = 0; c < nj; ++c)
           C[(i0 + r) * N + j0 + c] = pair_flush(C[(i0 + r) * N + j0 + c], t[r][c]);
@@ -124,8 +122,8 @@ GSNN_ALWAYS_INLINE void xy_column(const double* xr, const double* yc, int64_t B,
 // sum_xx[p] for column panel jp (k in [k0, k0 + NR)), rows i <= k only; each
 // (i, k) with i < k is added to both (i, k) and (k, i), (i, i) once.
 template <class V, int MR, int NV>
-GSNN_ALWAYS_INLINE void xx_column(const double* xr, const double* xc, int64_t B, int64_t N,
-                                  int64_t kp, double* C) {
+GSNN_INLINE void xx_column(const double* xr, const double* xc, int64_t B, int64_t N, int64_t kp,
+                           double* C) {
   constexpr int W = kLanes<V>;
   constexpr int NR = NV * W;
   const int64_t k0 = kp * NR;
@@ -145,13 +143,13 @@ GSNN_ALWAYS_INLINE void xx_column(const double* xr, const double* xc, int64_t B,
     micro_tile<V, MR, NV>(xr + ip * B * MR, kpan, B, acc);
     alignas(64) double t[MR][NR];
     for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < NV; ++v) vstore<V>(&t[r][v * W], acc[r][v]);
+      for (int v = 0; v < NV; ++v) storev(&t[r][v * W], acc[r][v]);
     if (ni == MR && nk == NR && i0 + MR - 1 < k0) {
       // strictly above the diagonal: every element goes to both halves.
       for (int r = 0; r < MR; ++r) {
         double* row = C + (i0 + r) * N + k0;
         for (int v = 0; v < NV; ++v)
-          vstore<V>(row + v * W, pair_flush(vload<V>(row + v * W), acc[r][v]));
+          storev(row + v * W, pair_flush(loadv<V>(row + v * W), acc[r][v]));
       }
       for (int c = 0; c < NR; ++c) {
         double* row = C + (k0 + c) * N + i0;
@@ -209,21 +207,14 @@ void xx_base(const double* a, const double* b, int64_t B, int64_t N, int64_t jp,
   xx_column<v2d, 4, 2>(a, b, B, N, jp, C);
 }
 
-// The widest variant the CPU supports, chosen on every call (cheap); the
-// environment variable GSNN_FAST_PAIR_STATS_ISA=avx2|baseline caps it (tests run
-// every variant that way: all of them give the same bits).
+// The variant of isa.h's choice.
 TileKernel pick_kernel() {
-  const char* env = std::getenv("GSNN_FAST_PAIR_STATS_ISA");
-  const std::string cap = env ? env : "";
-  TORCH_CHECK(cap.empty() || cap == "avx512f" || cap == "avx2" || cap == "baseline",
-              "GSNN_FAST_PAIR_STATS_ISA must be avx512f, avx2 or baseline, got '", cap, "'");
+  const Isa isa = pick_isa("pair_stats_update");
 #if GSNN_HAVE_CLONES
-  __builtin_cpu_init();
-  if (cap != "avx2" && cap != "baseline" && __builtin_cpu_supports("avx512f"))
-    return {8, 24, &xy_avx512, &xx_avx512, "avx512f"};
-  if (cap != "baseline" && __builtin_cpu_supports("avx2"))
-    return {6, 8, &xy_avx2, &xx_avx2, "avx2"};
+  if (isa == Isa::kAvx512f) return {8, 24, &xy_avx512, &xx_avx512, "avx512f"};
+  if (isa == Isa::kAvx2) return {6, 8, &xy_avx2, &xx_avx2, "avx2"};
 #endif
+  (void)isa;
   return {4, 4, &xy_base, &xx_base, "baseline"};
 }
 

@@ -4,9 +4,10 @@
 // Layout: the batch is the inner-most dimension of every inner loop (xT, gT are
 // (rows, B) contiguous), so each CSR slot adds one contiguous B-vector and the
 // compiler vectorises across b; every output element still sums its terms in the
-// fixed order of the header. The hot loops are compiled for AVX-512, AVX2 and
-// the baseline ISA (target_clones, picked at load time); with -ffp-contract=off
-// every ISA gives the same bits.
+// fixed order of the header. The hot loops are compiled for AVX-512F, AVX2 and the
+// baseline ISA and picked at run time (isa.h); with -ffp-contract=off every ISA
+// gives the same bits. Over ~450 lines on purpose: the forward and the fused
+// backward share their tiles, transposes and scratch, all instantiated per ISA here.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -22,17 +23,9 @@
 #include <vector>
 
 #include "../checks.h"
+#include "isa.h"
+#include "simd.h"
 #include "gsnn_fast/sparse_linear.h"
-
-// The SIMD helpers are inline; GCC's note about the ABI of 64-byte vector arguments
-// does not apply.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-
-#if !defined(GSNN_SL_HAVE_SIMD)
-#error "sparse_linear_cpu.cpp needs the GCC / clang vector extensions (gsnn_fast/sparse_linear.h)"
-#endif
 
 namespace gsnn_fast {
 namespace {
@@ -42,42 +35,23 @@ static_assert(std::is_same<sl::acc_t<float>, float>::value &&
                   std::is_same<sl::acc_t<double>, double>::value,
               "CPU SIMD loops assume acc_t<S> == S");
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define GSNN_SL_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), flatten))
-#else
-#define GSNN_SL_CLONES
-#endif
-
 constexpr int64_t kColBlock = 16;  // output columns per transposed write-back
 
 // ---- transposes (pure data movement, bit-exact) -------------------------------
-template <typename S>
-struct Vec8;
-template <>
-struct Vec8<float> {
-  typedef float type __attribute__((vector_size(32), aligned(4)));
-  typedef int32_t mask __attribute__((vector_size(32)));
-};
-template <>
-struct Vec8<double> {
-  typedef double type __attribute__((vector_size(64), aligned(8)));
-  typedef int64_t mask __attribute__((vector_size(64)));
-};
-
-// Elements I... of the concatenation (a, b).
+// Elements I... of the concatenation (a, b) of two 8-element vectors.
 template <typename S, int... I>
-inline typename Vec8<S>::type shuf(typename Vec8<S>::type a, typename Vec8<S>::type b) {
+inline typename Lane8<S>::V shuf(typename Lane8<S>::V a, typename Lane8<S>::V b) {
 #if defined(__clang__)
   return __builtin_shufflevector(a, b, I...);
 #else
-  return __builtin_shuffle(a, b, typename Vec8<S>::mask{I...});
+  return __builtin_shuffle(a, b, typename Lane8<S>::I{I...});
 #endif
 }
 
 // dst[c * ldd + r] = src[r * lds + c] for an 8 x 8 block, in registers.
 template <typename S>
 inline void transpose8x8(const S* src, int64_t lds, S* dst, int64_t ldd) {
-  using V = typename Vec8<S>::type;
+  using V = typename Lane8<S>::V;
   V r[8], t[8], u[8];
   for (int i = 0; i < 8; ++i) std::memcpy(&r[i], src + i * lds, sizeof(V));
   for (int i = 0; i < 8; i += 2) {
@@ -130,10 +104,10 @@ inline void prefetch_row(const S* xT, int64_t B, const int64_t* idx, int64_t s, 
 }
 
 template <typename S>
-using SV = typename sl::Simd<S>::V;  // W = 64 / sizeof(S) samples
+using SV = typename Simd<S>::V;  // W = 64 / sizeof(S) samples
 template <typename S>
-using LV = typename sl::Lane8<S>::V;  // the 8 lanes of lane_dot
-constexpr int64_t kTile = 64;         // samples per full tile
+using LV = typename Lane8<S>::V;  // the 8 lanes of lane_dot
+constexpr int64_t kTile = 64;     // samples per full tile
 
 // Tile of NV * W samples b0 .. of one output column: NV vector accumulators, slots in
 // ascending order, + bias, into dst[b0 ..].
@@ -142,20 +116,20 @@ template <int NV, typename S>
 inline void spmm_tile(const S* xT, int64_t B, const int64_t* idx, const int64_t* perm,
                       const S* values, int64_t s0, int64_t s1, int64_t b0, bool has_bias, S bias,
                       S* dst, int64_t s_lim) {
-  constexpr int W = sl::Simd<S>::W;
+  constexpr int W = Simd<S>::W;
   SV<S> acc[NV];
-  for (int j = 0; j < NV; ++j) acc[j] = sl::splat<S>(S(0));
+  for (int j = 0; j < NV; ++j) acc[j] = splat<S>(S(0));
   for (int64_t s = s0; s < s1; ++s) {
     prefetch_row(xT, B, idx, s + kAhead, s_lim, b0, NV * W);
-    const SV<S> v = sl::splat<S>(values[perm[s]]);
+    const SV<S> v = splat<S>(values[perm[s]]);
     const S* xr = xT + idx[s] * B + b0;
-    for (int j = 0; j < NV; ++j) acc[j] = sl::term(acc[j], v, sl::loadv<SV<S>>(xr + W * j));
+    for (int j = 0; j < NV; ++j) acc[j] = sl::term(acc[j], v, loadv<SV<S>>(xr + W * j));
   }
   if (has_bias) {
-    const SV<S> bb = sl::splat<S>(bias);
-    for (int j = 0; j < NV; ++j) acc[j] = sl::add_rn(acc[j], bb);
+    const SV<S> bb = splat<S>(bias);
+    for (int j = 0; j < NV; ++j) acc[j] = add_rn(acc[j], bb);
   }
-  for (int j = 0; j < NV; ++j) sl::storev(dst + b0 + W * j, acc[j]);
+  for (int j = 0; j < NV; ++j) storev(dst + b0 + W * j, acc[j]);
 }
 
 // out[b, c] for the columns c in [c0, c1) of a CSR and every b. Each column is
@@ -164,7 +138,7 @@ template <typename S>
 inline void spmm_cols(const S* xT, int64_t B, const int64_t* ptr, const int64_t* idx,
                       const int64_t* perm, const S* values, const S* bias, S* out, int64_t ldo,
                       int64_t c0, int64_t c1, S* buf) {
-  constexpr int W = sl::Simd<S>::W;
+  constexpr int W = Simd<S>::W;
   const bool hb = bias != nullptr;
   const int64_t s_lim = ptr[c1];  // prefetch only slots of this chunk
   for (int64_t cb = c0; cb < c1; cb += kColBlock) {
@@ -194,24 +168,24 @@ template <int NV, typename S>
 inline void backward_tile(const S* xT, const S* gT, int64_t B, const int64_t* cols,
                           const int64_t* perm, const S* values, int64_t r, int64_t s0, int64_t s1,
                           int64_t b0, S* lane, S* dst, int64_t s_lim) {
-  constexpr int W = sl::Simd<S>::W;
+  constexpr int W = Simd<S>::W;
   constexpr int NL = NV * W / sl::kLanes;  // chunks of 8 samples in the tile
   SV<S> acc[NV];
   LV<S> xl[NL];
-  for (int j = 0; j < NV; ++j) acc[j] = sl::splat<S>(S(0));
-  for (int k = 0; k < NL; ++k) xl[k] = sl::loadv<LV<S>>(xT + r * B + b0 + sl::kLanes * k);
+  for (int j = 0; j < NV; ++j) acc[j] = splat<S>(S(0));
+  for (int k = 0; k < NL; ++k) xl[k] = loadv<LV<S>>(xT + r * B + b0 + sl::kLanes * k);
   for (int64_t s = s0; s < s1; ++s) {
     prefetch_row(gT, B, cols, s + kAhead, s_lim, b0, NV * W);
-    const SV<S> v = sl::splat<S>(values[perm[s]]);
+    const SV<S> v = splat<S>(values[perm[s]]);
     const S* gr = gT + cols[s] * B + b0;
-    for (int j = 0; j < NV; ++j) acc[j] = sl::term(acc[j], v, sl::loadv<SV<S>>(gr + W * j));
-    LV<S> la = sl::loadv<LV<S>>(lane + sl::kLanes * (s - s0));
+    for (int j = 0; j < NV; ++j) acc[j] = sl::term(acc[j], v, loadv<SV<S>>(gr + W * j));
+    LV<S> la = loadv<LV<S>>(lane + sl::kLanes * (s - s0));
     for (int k = 0; k < NL; ++k) {
-      la = sl::term(la, xl[k], sl::loadv<LV<S>>(gr + sl::kLanes * k));
+      la = sl::term(la, xl[k], loadv<LV<S>>(gr + sl::kLanes * k));
     }
-    sl::storev(lane + sl::kLanes * (s - s0), la);
+    storev(lane + sl::kLanes * (s - s0), la);
   }
-  for (int j = 0; j < NV; ++j) sl::storev(dst + b0 + W * j, acc[j]);
+  for (int j = 0; j < NV; ++j) storev(dst + b0 + W * j, acc[j]);
 }
 
 // Fused backward over the inputs [r0, r1): grad_x (B, N) written back transposed
@@ -220,7 +194,7 @@ template <typename S>
 inline void backward_rows(const S* xT, const S* gT, int64_t B, const int64_t* ptr,
                           const int64_t* cols, const int64_t* perm, const S* values, S* gx,
                           int64_t ldx, S* gv, int64_t r0, int64_t r1, S* buf, S* lane) {
-  constexpr int W = sl::Simd<S>::W;
+  constexpr int W = Simd<S>::W;
   const int64_t s_lim = ptr[r1];  // prefetch only slots of this chunk
   for (int64_t rb = r0; rb < r1; rb += kColBlock) {
     const int64_t re = rb + kColBlock < r1 ? rb + kColBlock : r1;
@@ -261,7 +235,7 @@ inline void lane_dots(const S* const* a, const S* const* g, int64_t B, S* res) {
   for (int q = 0; q < Q; ++q) acc[q] = LV<S>{};
   for (int64_t i = 0; i < n8; i += sl::kLanes) {
     for (int q = 0; q < Q; ++q) {
-      acc[q] = sl::term(acc[q], sl::loadv<LV<S>>(a[q] + i), sl::loadv<LV<S>>(g[q] + i));
+      acc[q] = sl::term(acc[q], loadv<LV<S>>(a[q] + i), loadv<LV<S>>(g[q] + i));
     }
   }
   for (int q = 0; q < Q; ++q) {
@@ -305,57 +279,93 @@ inline void grad_values_rows(const S* xT, const S* gT, int64_t B, const int64_t*
 // PARITY: vector element t is column_sum_one(m + t): b ascending from 0.
 template <typename S>
 inline void column_sums(const S* g, int64_t B, int64_t M, S* out, int64_t m0, int64_t m1) {
-  constexpr int W = sl::Simd<S>::W;
+  constexpr int W = Simd<S>::W;
   int64_t m = m0;
   for (; m + 4 * W <= m1; m += 4 * W) {
     SV<S> acc[4];
-    for (int j = 0; j < 4; ++j) acc[j] = sl::splat<S>(S(0));
+    for (int j = 0; j < 4; ++j) acc[j] = splat<S>(S(0));
     for (int64_t b = 0; b < B; ++b) {
       const S* gr = g + b * M + m;
-      for (int j = 0; j < 4; ++j) acc[j] = sl::add_rn(acc[j], sl::loadv<SV<S>>(gr + W * j));
+      for (int j = 0; j < 4; ++j) acc[j] = add_rn(acc[j], loadv<SV<S>>(gr + W * j));
     }
-    for (int j = 0; j < 4; ++j) sl::storev(out + m + W * j, acc[j]);
+    for (int j = 0; j < 4; ++j) storev(out + m + W * j, acc[j]);
   }
   for (; m < m1; ++m) out[m] = sl::column_sum_one(g, M, B, m);
 }
 
-// One ISA-dispatched entry point per (loop, dtype).
-#define GSNN_SL_INSTANTIATE(S)                                                                     \
-  GSNN_SL_CLONES void spmm_cols_isa(                                                               \
-      const S* xT, int64_t B, const int64_t* ptr, const int64_t* idx, const int64_t* perm,         \
-      const S* values, const S* bias, S* out, int64_t ldo, int64_t c0, int64_t c1, S* buf) {       \
-    spmm_cols<S>(xT, B, ptr, idx, perm, values, bias, out, ldo, c0, c1, buf);                      \
-  }                                                                                                \
-  GSNN_SL_CLONES void grad_values_rows_isa(const S* xT, const S* gT, int64_t B,                    \
-                                           const int64_t* ptr, const int64_t* cols,                \
-                                           const int64_t* perm, S* gv, int64_t r0, int64_t r1) {   \
-    grad_values_rows<S>(xT, gT, B, ptr, cols, perm, gv, r0, r1);                                   \
-  }                                                                                                \
-  GSNN_SL_CLONES void backward_rows_isa(const S* xT, const S* gT, int64_t B, const int64_t* ptr,   \
-                                        const int64_t* cols, const int64_t* perm, const S* values, \
-                                        S* gx, int64_t ldx, S* gv, int64_t r0, int64_t r1, S* buf, \
-                                        S* lane) {                                                 \
-    backward_rows<S>(xT, gT, B, ptr, cols, perm, values, gx, ldx, gv, r0, r1, buf, lane);          \
-  }                                                                                                \
-  GSNN_SL_CLONES void transpose_cols_isa(const S* src, int64_t R, int64_t lds, S* dst,             \
-                                         int64_t ldd, int64_t c0, int64_t c1) {                    \
-    transpose_cols<S>(src, R, lds, dst, ldd, c0, c1);                                              \
-  }                                                                                                \
-  GSNN_SL_CLONES void column_sums_isa(const S* g, int64_t B, int64_t M, S* out, int64_t m0,        \
-                                      int64_t m1) {                                                \
-    column_sums<S>(g, B, M, out, m0, m1);                                                          \
+// The hot loops of one ISA variant, per dtype. flatten: the templates they call are
+// inlined, so they are compiled for the variant's ISA too.
+template <typename S>
+struct Loops {
+  void (*spmm_cols)(const S*, int64_t, const int64_t*, const int64_t*, const int64_t*, const S*,
+                    const S*, S*, int64_t, int64_t, int64_t, S*);
+  void (*grad_values_rows)(const S*, const S*, int64_t, const int64_t*, const int64_t*,
+                           const int64_t*, S*, int64_t, int64_t);
+  void (*backward_rows)(const S*, const S*, int64_t, const int64_t*, const int64_t*, const int64_t*,
+                        const S*, S*, int64_t, S*, int64_t, int64_t, S*, S*);
+  void (*transpose_cols)(const S*, int64_t, int64_t, S*, int64_t, int64_t, int64_t);
+  void (*column_sums)(const S*, int64_t, int64_t, S*, int64_t, int64_t);
+};
+
+#define GSNN_SL_VARIANT(tag, attr)                                                                \
+  template <typename S>                                                                           \
+  attr void spmm_cols_##tag(const S* xT, int64_t B, const int64_t* ptr, const int64_t* idx,       \
+                            const int64_t* perm, const S* values, const S* bias, S* out,          \
+                            int64_t ldo, int64_t c0, int64_t c1, S* buf) {                        \
+    spmm_cols<S>(xT, B, ptr, idx, perm, values, bias, out, ldo, c0, c1, buf);                     \
+  }                                                                                               \
+  template <typename S>                                                                           \
+  attr void grad_values_rows_##tag(const S* xT, const S* gT, int64_t B, const int64_t* ptr,       \
+                                   const int64_t* cols, const int64_t* perm, S* gv, int64_t r0,   \
+                                   int64_t r1) {                                                  \
+    grad_values_rows<S>(xT, gT, B, ptr, cols, perm, gv, r0, r1);                                  \
+  }                                                                                               \
+  template <typename S>                                                                           \
+  attr void backward_rows_##tag(const S* xT, const S* gT, int64_t B, const int64_t* ptr,          \
+                                const int64_t* cols, const int64_t* perm, const S* values, S* gx, \
+                                int64_t ldx, S* gv, int64_t r0, int64_t r1, S* buf, S* lane) {    \
+    backward_rows<S>(xT, gT, B, ptr, cols, perm, values, gx, ldx, gv, r0, r1, buf, lane);         \
+  }                                                                                               \
+  template <typename S>                                                                           \
+  attr void transpose_cols_##tag(const S* src, int64_t R, int64_t lds, S* dst, int64_t ldd,       \
+                                 int64_t c0, int64_t c1) {                                        \
+    transpose_cols<S>(src, R, lds, dst, ldd, c0, c1);                                             \
+  }                                                                                               \
+  template <typename S>                                                                           \
+  attr void column_sums_##tag(const S* g, int64_t B, int64_t M, S* out, int64_t m0, int64_t m1) { \
+    column_sums<S>(g, B, M, out, m0, m1);                                                         \
+  }                                                                                               \
+  template <typename S>                                                                           \
+  Loops<S> loops_##tag() {                                                                        \
+    return {&spmm_cols_##tag<S>, &grad_values_rows_##tag<S>, &backward_rows_##tag<S>,             \
+            &transpose_cols_##tag<S>, &column_sums_##tag<S>};                                     \
   }
 
-GSNN_SL_INSTANTIATE(float)
-GSNN_SL_INSTANTIATE(double)
-#undef GSNN_SL_INSTANTIATE
+#if GSNN_HAVE_CLONES
+GSNN_SL_VARIANT(avx512, __attribute__((target("avx512f"), flatten)))
+GSNN_SL_VARIANT(avx2, __attribute__((target("avx2"), flatten)))
+#endif
+GSNN_SL_VARIANT(base, __attribute__((flatten)))
+#undef GSNN_SL_VARIANT
+
+// The loops of isa.h's choice for the op.
+template <typename S>
+Loops<S> loops(Isa isa) {
+#if GSNN_HAVE_CLONES
+  if (isa == Isa::kAvx512f) return loops_avx512<S>();
+  if (isa == Isa::kAvx2) return loops_avx2<S>();
+#endif
+  (void)isa;
+  return loops_base<S>();
+}
 
 // spmm over [c0, c1) with a per-chunk write-back buffer.
 template <typename S>
-void spmm_chunk(const S* xT, int64_t B, const int64_t* ptr, const int64_t* idx, const int64_t* perm,
-                const S* values, const S* bias, S* out, int64_t ldo, int64_t c0, int64_t c1) {
+void spmm_chunk(const Loops<S>& k, const S* xT, int64_t B, const int64_t* ptr, const int64_t* idx,
+                const int64_t* perm, const S* values, const S* bias, S* out, int64_t ldo,
+                int64_t c0, int64_t c1) {
   std::vector<S> buf(static_cast<size_t>(kColBlock * B));
-  spmm_cols_isa(xT, B, ptr, idx, perm, values, bias, out, ldo, c0, c1, buf.data());
+  k.spmm_cols(xT, B, ptr, idx, perm, values, bias, out, ldo, c0, c1, buf.data());
 }
 
 // Per-thread scratch memory for the transposed copies (xT, gT), kept between calls:
@@ -383,7 +393,7 @@ void* scratch(int slot, size_t bytes) {
 
 // (R, C) matrix with unit column stride -> contiguous (C, R), in parallel, in scratch
 // slot `slot` (valid until the next call on this thread; never returned to users).
-at::Tensor transposed(const at::Tensor& t_in, int slot) {
+at::Tensor transposed(const at::Tensor& t_in, int slot, Isa isa) {
   const at::Tensor t = t_in.stride(1) == 1 ? t_in : t_in.contiguous();
   const int64_t R = t.size(0), C = t.size(1);
   if (R == 0 || C == 0) return at::empty({C, R}, t.options());
@@ -394,8 +404,9 @@ at::Tensor transposed(const at::Tensor& t_in, int slot) {
     const scalar_t* src = t.data_ptr<scalar_t>();
     scalar_t* dst = out.data_ptr<scalar_t>();
     const int64_t grain = std::max<int64_t>(8, (65536 / std::max<int64_t>(R, 1)) / 8 * 8);
+    const Loops<scalar_t> k = loops<scalar_t>(isa);
     at::parallel_for(0, (C + 7) / 8, grain / 8, [&](int64_t q0, int64_t q1) {
-      transpose_cols_isa(src, R, lds, dst, R, q0 * 8, std::min(q1 * 8, C));
+      k.transpose_cols(src, R, lds, dst, R, q0 * 8, std::min(q1 * 8, C));
     });
   });
   return out;
@@ -429,8 +440,9 @@ at::Tensor sparse_linear_cpu(const at::Tensor& x_in, const at::Tensor& values_in
                              const at::Tensor& in_perm, int64_t n_out) {
   check_sparse_linear_call(x_in, values_in, bias_in, out_ptr, out_rows, out_perm, in_ptr, in_cols,
                            in_perm, n_out);
-  const int64_t B = x_in.size(0), N = x_in.size(1), M = n_out, nnz = values_in.size(0);
-  const at::Tensor xT = transposed(x_in, 0);  // (N, B)
+  const int64_t B = x_in.size(0), M = n_out, nnz = values_in.size(0);
+  const Isa isa = pick_isa("sparse_linear");
+  const at::Tensor xT = transposed(x_in, 0, isa);  // (N, B)
   const at::Tensor values = values_in.contiguous();
   const at::Tensor ptr = out_ptr.contiguous(), rows = out_rows.contiguous(),
                    perm = out_perm.contiguous();
@@ -438,8 +450,8 @@ at::Tensor sparse_linear_cpu(const at::Tensor& x_in, const at::Tensor& values_in
   if (bias_in.has_value() && bias_in->defined()) bias = bias_in->contiguous();
   at::Tensor y = at::empty({B, M}, x_in.options());
   if (B == 0 || M == 0) return y;
-  (void)N;
   AT_DISPATCH_FLOATING_TYPES(x_in.scalar_type(), "sparse_linear_cpu", [&] {
+    const Loops<scalar_t> k = loops<scalar_t>(isa);
     const scalar_t* xp = xT.data_ptr<scalar_t>();
     const scalar_t* vp = values.data_ptr<scalar_t>();
     const scalar_t* bp = bias.defined() ? bias.data_ptr<scalar_t>() : nullptr;
@@ -449,7 +461,7 @@ at::Tensor sparse_linear_cpu(const at::Tensor& x_in, const at::Tensor& values_in
     scalar_t* yp = y.data_ptr<scalar_t>();
     // PARITY: one output column m per iteration; its B elements are independent.
     at::parallel_for(0, M, grain_for(M, nnz, B), [&](int64_t c0, int64_t c1) {
-      spmm_chunk(xp, B, pp, ip, qp, vp, bp, yp, M, c0, c1);
+      spmm_chunk(k, xp, B, pp, ip, qp, vp, bp, yp, M, c0, c1);
     });
   });
   canonicalize_nans(y);
@@ -467,13 +479,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sparse_linear_backward_cpu(
   const at::Tensor ptr = in_ptr.contiguous(), cols = in_cols.contiguous(),
                    perm = in_perm.contiguous();
   const at::Tensor values = values_in.contiguous();
+  const Isa isa = pick_isa("sparse_linear_backward");
   at::Tensor gT, xT;
-  if (need_x || need_values) gT = transposed(g, 0);  // (M, B)
-  if (need_values) xT = transposed(x_in, 1);         // (N, B)
+  if (need_x || need_values) gT = transposed(g, 0, isa);  // (M, B)
+  if (need_values) xT = transposed(x_in, 1, isa);         // (N, B)
   at::Tensor grad_x = at::empty({need_x ? B : 0, need_x ? N : 0}, x_in.options());
   at::Tensor grad_values = at::empty({need_values ? nnz : 0}, x_in.options());
   at::Tensor grad_bias = at::empty({need_bias ? M : 0}, x_in.options());
   AT_DISPATCH_FLOATING_TYPES(x_in.scalar_type(), "sparse_linear_backward_cpu", [&] {
+    const Loops<scalar_t> k = loops<scalar_t>(isa);
     const int64_t* pp = ptr.data_ptr<int64_t>();
     const int64_t* cp = cols.data_ptr<int64_t>();
     const int64_t* qp = perm.data_ptr<int64_t>();
@@ -489,7 +503,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sparse_linear_backward_cpu(
         for (int64_t r = r0; r < r1; ++r) max_seg = std::max(max_seg, pp[r + 1] - pp[r]);
         std::vector<scalar_t> buf(static_cast<size_t>(kColBlock * B));
         std::vector<scalar_t> lane(static_cast<size_t>(sl::kLanes * std::max<int64_t>(max_seg, 1)));
-        backward_rows_isa(xp, gp, B, pp, cp, qp, vp, gxp, N, gvp, r0, r1, buf.data(), lane.data());
+        k.backward_rows(xp, gp, B, pp, cp, qp, vp, gxp, N, gvp, r0, r1, buf.data(), lane.data());
       });
     } else if (need_x && B > 0 && N > 0) {
       const scalar_t* gp = gT.data_ptr<scalar_t>();
@@ -497,7 +511,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sparse_linear_backward_cpu(
       scalar_t* out = grad_x.data_ptr<scalar_t>();
       // PARITY: one input column r per iteration (transpose CSR), no bias.
       at::parallel_for(0, N, grain_for(N, nnz, B), [&](int64_t r0, int64_t r1) {
-        spmm_chunk(gp, B, pp, cp, qp, vp, static_cast<const scalar_t*>(nullptr), out, N, r0, r1);
+        spmm_chunk(k, gp, B, pp, cp, qp, vp, static_cast<const scalar_t*>(nullptr), out, N, r0, r1);
       });
     }
     if (need_values && !(need_x && B > 0 && N > 0) && nnz > 0) {
@@ -507,14 +521,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sparse_linear_backward_cpu(
       // PARITY: one entry per dot product; entries are grouped by input row only
       // for locality.
       at::parallel_for(0, N, grain_for(N, nnz, B), [&](int64_t r0, int64_t r1) {
-        grad_values_rows_isa(xp, gp, B, pp, cp, qp, out, r0, r1);
+        k.grad_values_rows(xp, gp, B, pp, cp, qp, out, r0, r1);
       });
     }
     if (need_bias && M > 0) {
       const scalar_t* gp = g.data_ptr<scalar_t>();
       scalar_t* out = grad_bias.data_ptr<scalar_t>();
       at::parallel_for(0, M, 256,
-                       [&](int64_t m0, int64_t m1) { column_sums_isa(gp, B, M, out, m0, m1); });
+                       [&](int64_t m0, int64_t m1) { k.column_sums(gp, B, M, out, m0, m1); });
     }
   });
   canonicalize_nans(grad_x);

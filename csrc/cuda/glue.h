@@ -45,7 +45,8 @@ inline int64_t check_solve_shared_memory(int64_t smax, const char* op) {
 inline int64_t solve_blocks(int64_t systems, int64_t smax) {
   const int64_t per_block = smax * kPartialCorrThreads;  // doubles
   int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(systems, 65535));
-  if (per_block > 0) blocks = std::max<int64_t>(1, std::min<int64_t>(blocks, (int64_t{1} << 25) / per_block));
+  if (per_block > 0)
+    blocks = std::max<int64_t>(1, std::min<int64_t>(blocks, (int64_t{1} << 25) / per_block));
   return blocks;
 }
 

@@ -80,12 +80,11 @@ cudaError_t launch_pair_corr(const double* sum_x, const double* sum_y, const dou
 // num_blocks, per_pair != null, agg) doubles (gsnn_fast/partial_corr.h); the
 // dynamic shared memory is partial_corr_smem_bytes(smax), which the caller has
 // checked against the device's opt-in limit.
-cudaError_t launch_pair_partial_corr(const double* sum_x, const double* sum_y,
-                                     const double* sum_x2, const double* sum_y2,
-                                     const double* sum_xy, const double* sum_xx,
-                                     const int64_t* ptr, const int64_t* idx, int64_t P, int64_t N,
-                                     int64_t smax, double n, double ridge, double tol, int32_t agg,
-                                     double* per_pair, double* out, double* work,
-                                     int64_t num_blocks, cudaStream_t stream);
+cudaError_t launch_pair_partial_corr(const double* sum_x, const double* sum_y, const double* sum_x2,
+                                     const double* sum_y2, const double* sum_xy,
+                                     const double* sum_xx, const int64_t* ptr, const int64_t* idx,
+                                     int64_t P, int64_t N, int64_t smax, double n, double ridge,
+                                     double tol, int32_t agg, double* per_pair, double* out,
+                                     double* work, int64_t num_blocks, cudaStream_t stream);
 
 }  // namespace gsnn_fast

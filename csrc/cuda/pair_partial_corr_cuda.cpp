@@ -33,9 +33,8 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cuda(
 
   // Host copies of the CSR (N + 1 and nnz integers; this synchronises).
   const at::Tensor ptr_h = ptr.cpu(), idx_h = idx.cpu();
-  const int64_t smax =
-      check_partial_corr_csr(ptr_h.data_ptr<int64_t>(), N, idx_h.data_ptr<int64_t>(),
-                             idx.size(0), kOp);
+  const int64_t smax = check_partial_corr_csr(ptr_h.data_ptr<int64_t>(), N,
+                                              idx_h.data_ptr<int64_t>(), idx.size(0), kOp);
 
   const auto opts = sum_xy.options();
   at::Tensor pairs = per_pair ? at::empty({P, N, N}, opts) : at::empty({0}, opts);
@@ -51,8 +50,8 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cuda(
   check_launch(launch_pair_partial_corr(
                    sum_x.data_ptr<double>(), sum_y.data_ptr<double>(), sum_x2.data_ptr<double>(),
                    sum_y2.data_ptr<double>(), sum_xy.data_ptr<double>(), sum_xx.data_ptr<double>(),
-                   ptr.data_ptr<int64_t>(), idx.data_ptr<int64_t>(), P, N, smax, n, ridge, tol,
-                   ag, per_pair ? pairs.data_ptr<double>() : nullptr, out.data_ptr<double>(),
+                   ptr.data_ptr<int64_t>(), idx.data_ptr<int64_t>(), P, N, smax, n, ridge, tol, ag,
+                   per_pair ? pairs.data_ptr<double>() : nullptr, out.data_ptr<double>(),
                    work.data_ptr<double>(), blocks, stream),
                kOp);
   return {pairs, out};

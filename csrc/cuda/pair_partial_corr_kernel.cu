@@ -38,20 +38,20 @@ __global__ void ppc_moments_kernel(const double* __restrict__ sum_x,
                                    const double* __restrict__ sum_x2,
                                    const double* __restrict__ sum_y,
                                    const double* __restrict__ sum_y2, int64_t PN, double n,
-                                   double tol, PairCorrMoments m, double* __restrict__ vx,
-                                   double* __restrict__ vy) {
+                                   double tol, PairCorrMoments m, double* __restrict__ sys_var_x,
+                                   double* __restrict__ sys_var_y) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < 2 * PN;
        t += stride) {
     if (t < PN) {
       pair_corr_node_moments(sum_x[t], sum_x2[t], n, tol, kZeroVarRelative, m.mean_x + t,
                              m.var_x + t, m.zero_x + t);
-      vx[t] = m.zero_x[t] != 0.0 ? nan_d() : m.var_x[t];
+      sys_var_x[t] = m.zero_x[t] != 0.0 ? nan_d() : m.var_x[t];
     } else {
       const int64_t u = t - PN;
       pair_corr_node_moments(sum_y[u], sum_y2[u], n, tol, kZeroVarRelative, m.mean_y + u,
                              m.var_y + u, m.zero_y + u);
-      vy[u] = m.zero_y[u] != 0.0 ? nan_d() : m.var_y[u];
+      sys_var_y[u] = m.zero_y[u] != 0.0 ? nan_d() : m.var_y[u];
     }
   }
 }
@@ -59,8 +59,8 @@ __global__ void ppc_moments_kernel(const double* __restrict__ sum_x,
 // The systems of pair p: dst[i * N + j] for every source i and target j.
 __global__ void __launch_bounds__(kPartialCorrThreads)
     ppc_systems_kernel(const double* __restrict__ sum_xy, const double* __restrict__ sum_xx,
-                       PairCorrMoments m, const double* __restrict__ vx,
-                       const double* __restrict__ vy, const int64_t* __restrict__ ptr,
+                       PairCorrMoments m, const double* __restrict__ sys_var_x,
+                       const double* __restrict__ sys_var_y, const int64_t* __restrict__ ptr,
                        const int64_t* __restrict__ idx, int64_t N, int64_t smax, double n,
                        double ridge, double tol, double* __restrict__ dst,
                        double* __restrict__ scratch) {
@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(kPartialCorrThreads)
   double* Lp = smem;                                      // tri(smax) doubles
   double* alpha = Lp + tri(smax);                         // smax doubles
   int64_t* S = reinterpret_cast<int64_t*>(alpha + smax);  // smax indices
-  __shared__ int factored;  // written by thread 0 between barriers
+  __shared__ int factored;                                // written by thread 0 between barriers
   __shared__ int usable;
   __shared__ double vy_s;
 
@@ -84,9 +84,8 @@ __global__ void __launch_bounds__(kPartialCorrThreads)
     if (s == 0) {
       // PARITY: pair_corr_value with the moments as computed (the CPU's corr rows).
       for (int64_t i = tid; i < N; i += nthreads) {
-        oc[i * N] = pair_corr_value<PairCorrScalar>(sum_xy[i * N + j], n, m.mean_x[i], m.var_x[i],
-                                                    m.zero_x[i], m.mean_y[j], m.var_y[j],
-                                                    m.zero_y[j]);
+        oc[i * N] = pair_corr_value<ScalarLanes>(sum_xy[i * N + j], n, m.mean_x[i], m.var_x[i],
+                                                 m.zero_x[i], m.mean_y[j], m.var_y[j], m.zero_y[j]);
       }
       continue;  // shared memory untouched, the same branch in every thread
     }
@@ -106,9 +105,9 @@ __global__ void __launch_bounds__(kPartialCorrThreads)
     if (tid == 0) {
       bool ok = factored != 0;
       if (ok) {
-        const double v = solve_alpha_at(Lp, xy, S, s, j, vy[j], alpha);
+        const double v = solve_alpha_at(Lp, xy, S, s, j, sys_var_y[j], alpha);
         vy_s = v;
-        ok = residual_ok(v, vy[j], tol);
+        ok = residual_ok(v, sys_var_y[j], tol);
       }
       usable = ok ? 1 : 0;
     }
@@ -120,7 +119,7 @@ __global__ void __launch_bounds__(kPartialCorrThreads)
       const double v = vy_s;
       for (int64_t i = tid; i < N; i += nthreads) {
         oc[i * N] = partial_corr_source_at(Lp, alpha, S, s, SumRows{sum_xx, m.mean_x, n, N, S, i},
-                                           i, j, vx[i], xy(i, j), v, tol, z, nthreads);
+                                           i, j, sys_var_x[i], xy(i, j), v, tol, z, nthreads);
       }
     }
     __syncthreads();  // the next system overwrites the shared buffers
@@ -129,17 +128,16 @@ __global__ void __launch_bounds__(kPartialCorrThreads)
 
 // Folds pair p's scores into the aggregate, one thread per element (PARITY: the
 // steps of pair_agg_step in pair order; acc and cnt kept as doubles).
-__global__ void ppc_fold_kernel(const double* __restrict__ scores, int64_t NN, int64_t p,
-                                int64_t P, int32_t agg, double* __restrict__ acc,
-                                double* __restrict__ cnt) {
+__global__ void ppc_fold_kernel(const double* __restrict__ scores, int64_t NN, int64_t p, int64_t P,
+                                int32_t agg, double* __restrict__ acc, double* __restrict__ cnt) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < NN;
        e += stride) {
-    double a = p == 0 ? pair_agg_start<PairCorrScalar>(agg) : acc[e];
+    double a = p == 0 ? pair_agg_start<ScalarLanes>(agg) : acc[e];
     double k = p == 0 || cnt == nullptr ? 0.0 : cnt[e];
-    pair_agg_step<PairCorrScalar>(a, k, scores[e], agg);
+    pair_agg_step<ScalarLanes>(a, k, scores[e], agg);
     if (p + 1 == P) {
-      acc[e] = pair_agg_result<PairCorrScalar>(a, k, agg);
+      acc[e] = pair_agg_result<ScalarLanes>(a, k, agg);
     } else {
       acc[e] = a;
       if (cnt != nullptr) cnt[e] = k;
@@ -156,13 +154,12 @@ __global__ void ppc_fill_nan_kernel(double* __restrict__ out, int64_t total) {
 
 }  // namespace
 
-cudaError_t launch_pair_partial_corr(const double* sum_x, const double* sum_y,
-                                     const double* sum_x2, const double* sum_y2,
-                                     const double* sum_xy, const double* sum_xx,
-                                     const int64_t* ptr, const int64_t* idx, int64_t P, int64_t N,
-                                     int64_t smax, double n, double ridge, double tol, int32_t agg,
-                                     double* per_pair, double* out, double* work,
-                                     int64_t num_blocks, cudaStream_t stream) {
+cudaError_t launch_pair_partial_corr(const double* sum_x, const double* sum_y, const double* sum_x2,
+                                     const double* sum_y2, const double* sum_xy,
+                                     const double* sum_xx, const int64_t* ptr, const int64_t* idx,
+                                     int64_t P, int64_t N, int64_t smax, double n, double ridge,
+                                     double tol, int32_t agg, double* per_pair, double* out,
+                                     double* work, int64_t num_blocks, cudaStream_t stream) {
   if (N == 0) return cudaSuccess;
   const int64_t NN = N * N;
   if (P == 0) {
@@ -172,9 +169,9 @@ cudaError_t launch_pair_partial_corr(const double* sum_x, const double* sum_y,
   if (num_blocks < 1 || num_blocks > 0x7fffffffL) return cudaErrorInvalidConfiguration;
   // The work buffer, in the order of pair_partial_corr_work_doubles.
   const PairCorrMoments m = pair_corr_moments_view(work, P, N, N);
-  double* vx = work + 6 * P * N;
-  double* vy = vx + P * N;
-  double* next = vy + P * N;
+  double* sys_var_x = work + 6 * P * N;
+  double* sys_var_y = sys_var_x + P * N;
+  double* next = sys_var_y + P * N;
   double* one_pair = nullptr;
   if (per_pair == nullptr) {
     one_pair = next;
@@ -188,7 +185,7 @@ cudaError_t launch_pair_partial_corr(const double* sum_x, const double* sum_y,
   double* scratch = next;
 
   GSNN_LAUNCH(ppc_moments_kernel, grid_for(2 * P * N), kThreads, 0, stream)(
-      sum_x, sum_x2, sum_y, sum_y2, P * N, n, tol, m, vx, vy);
+      sum_x, sum_x2, sum_y, sum_y2, P * N, n, tol, m, sys_var_x, sys_var_y);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
 
@@ -211,8 +208,8 @@ cudaError_t launch_pair_partial_corr(const double* sum_x, const double* sum_y,
     mp.zero_y = m.zero_y + p * N;
     GSNN_LAUNCH(ppc_systems_kernel, static_cast<unsigned int>(num_blocks), kPartialCorrThreads,
                 static_cast<size_t>(smem), stream)(sum_xy + p * NN, sum_xx + p * NN, mp,
-                                                   vx + p * N, vy + p * N, ptr, idx, N, smax, n,
-                                                   ridge, tol, dst, scratch);
+                                                   sys_var_x + p * N, sys_var_y + p * N, ptr, idx,
+                                                   N, smax, n, ridge, tol, dst, scratch);
     err = cudaGetLastError();
     if (err != cudaSuccess) return err;
     GSNN_LAUNCH(ppc_fold_kernel, grid_for(NN), kThreads, 0, stream)(dst, NN, p, P, agg, out, cnt);

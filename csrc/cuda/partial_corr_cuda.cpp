@@ -42,11 +42,11 @@ at::Tensor partial_corr_cuda(const at::Tensor& corr_in, const at::Tensor& cov_xy
       at::empty({std::max<int64_t>(1, blocks * smax * kPartialCorrThreads)}, corr.options());
 
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const cudaError_t err = launch_partial_corr(corr.data_ptr<double>(), cov_xy.data_ptr<double>(),
-                            cov_xx.data_ptr<double>(), var_x.data_ptr<double>(),
-                            var_y.data_ptr<double>(), ptr.data_ptr<int64_t>(),
-                            idx.data_ptr<int64_t>(), P, N, smax, ridge, tol, out.data_ptr<double>(),
-                            scratch.data_ptr<double>(), blocks, stream);
+  const cudaError_t err = launch_partial_corr(
+      corr.data_ptr<double>(), cov_xy.data_ptr<double>(), cov_xx.data_ptr<double>(),
+      var_x.data_ptr<double>(), var_y.data_ptr<double>(), ptr.data_ptr<int64_t>(),
+      idx.data_ptr<int64_t>(), P, N, smax, ridge, tol, out.data_ptr<double>(),
+      scratch.data_ptr<double>(), blocks, stream);
   check_launch(err, "partial_corr");
   return out;
 }

@@ -17,7 +17,7 @@ deterministic, and its CPU and CUDA kernels give the same bits for the same inpu
 
 from __future__ import annotations
 
-from ._extension import build_info, check_torch_matches, extension
+from ._extension import build_info, check_torch_matches, extension, isa_ran
 from .correlation import LAYER_AGGS, ZERO_VAR_RULES, pair_corr, pair_partial_corr, partial_corr
 from .frame import argsort_stable, bh_q_grouped, frame_order, top_k_rows
 from .magnitude import MAG_MODES, segment_magnitude
@@ -33,6 +33,7 @@ __all__ = [
     "check_torch_matches",
     "extension",
     "frame_order",
+    "isa_ran",
     "pair_corr",
     "pair_partial_corr",
     "pair_stats_update",

@@ -72,3 +72,11 @@ def build_info() -> dict:
     info["torch_cuda"] = torch.version.cuda
     info["cuda_available"] = torch.cuda.is_available()
     return info
+
+
+def isa_ran(op: str) -> str:
+    """The CPU ISA variant (``'avx512f'``, ``'avx2'`` or ``'baseline'``) that the op
+    ``op`` (e.g. ``'pair_corr'``) ran on its last CPU call, ``''`` before the first.
+    The variant is the widest the CPU runs, capped by the environment variable
+    ``GSNN_FAST_ISA``; every variant gives the same bits."""
+    return extension.isa_ran(op)

@@ -66,6 +66,37 @@ GSNN_HD double sqrt_rn(double a) {
 #endif
 }
 
+// The binary32 twins (the sparse linear layer sums float32 inputs in float32).
+GSNN_HD float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+GSNN_HD float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+#if !defined(__CUDACC__)
+// Host SIMD: the same operations lane by lane on GCC vector types (the CPU loops
+// vectorise across output elements; with -ffp-contract=off each lane is one IEEE
+// operation). The scalar overloads above win for float and double.
+template <class V>
+inline V add_rn(V a, V b) {
+  return a + b;
+}
+template <class V>
+inline V mul_rn(V a, V b) {
+  return a * b;
+}
+#endif
+
 GSNN_HD double fma_rn(double a, double b, double c) {
 #if defined(__CUDA_ARCH__)
   return __fma_rn(a, b, c);

@@ -1,5 +1,6 @@
 // gsnn_fast/pair_corr.h -- plain correlation of every layer pair from the streaming
-// sums, and its aggregation over pairs, in one pass (MagnitudeEdgeInferer, SPEC §4).
+// sums, and its aggregation over pairs, in one pass (MagnitudeEdgeInferer's 'corr'
+// score; the definitions are in docs/ARCHITECTURE.md, "Scores").
 //
 // Op: gsnn_fast::pair_corr(Tensor sum_x, Tensor sum_y, Tensor sum_x2, Tensor sum_y2,
 //       Tensor sum_xy, float n, float tol, int rule, int agg, bool per_pair)
@@ -20,12 +21,10 @@
 //                false;
 //     aggregated [M, N]    agg over p of corr[p, i, j].
 //
-// Order of rounded operations (PARITY). It is the order of the previous pure-torch
-// code of MagnitudeEdgeInferer.score_matrices, so the results equal it bit for bit
-// except for NaN payloads. For each pair p and node i (likewise j, sum_y, sum_y2):
+// Order of rounded operations (PARITY). For each pair p and node i (likewise j,
+// sum_y, sum_y2):
 //   mean = sum / n
-//   var  = sum2 / n - mean * mean;  var = var < 0 ? 0 : var   (torch.clamp(min=0):
-//                                                              NaN and -0.0 kept)
+//   var  = sum2 / n - mean * mean;  var = var < 0 ? 0 : var   (NaN and -0.0 kept)
 //   zero = rule == relative ? var <= tol * (mean * mean) : var <= tol
 // once per (p, i) and (p, j) (pair_corr_node_moments, a first loop / kernel);
 // then per element:
@@ -35,30 +34,19 @@
 // and over p = 0, 1, ..., P-1 in ascending order:
 //   mean: acc = 0.0, cnt = 0.0;  acc = acc + (corr is NaN ? 0.0 : corr),
 //         cnt = cnt + (corr is NaN ? 0.0 : 1.0);  result = acc / cnt  (0/0 -> NaN;
-//         cnt is a small integer, exact in a double, as torch's int32 count)
+//         cnt is a small integer, exact in a double)
 //   max:  acc = NaN;  acc = corr if corr is a number and (acc is NaN or
 //         |corr| > |acc|), else acc
 // No fma, no reassociation; every NaN stored is the canonical nan_d() (hd.h).
 //
 // One output element (i, j) per CUDA thread and per CPU lane: pair_corr_lanes
 // walks the P pairs of one element (or of V::kWidth consecutive j side by side on
-// the CPU's SIMD lanes). It is written once, as a template on a lane type V
-// (PairCorrScalar below: one element, for CUDA and the CPU's tails; GCC vectors in
-// csrc/cpu/pair_corr_cpu.cpp), whose every arithmetic function is ONE correctly
-// rounded IEEE binary64 operation per lane (the selects and abs only move bits).
-// So each element's rounding sequence is the same on both backends and for any
-// SIMD width or number of threads.
+// the CPU's SIMD lanes), written once as a template on a lane type (lanes.h). So
+// each element's rounding sequence is the same on both backends and for any SIMD
+// width or number of threads.
 #pragma once
 
-#include "gsnn_fast/hd.h"
-
-#if defined(__CUDACC__)
-#define GSNN_PAIR_CORR_INLINE __host__ __device__ __forceinline__
-#else
-// Always inlined on the host, so that the CPU's ISA-specific callers (target
-// attributes) get the lane code compiled for their ISA.
-#define GSNN_PAIR_CORR_INLINE inline __attribute__((always_inline))
-#endif
+#include "gsnn_fast/lanes.h"
 
 namespace gsnn_fast {
 
@@ -92,11 +80,11 @@ GSNN_HD PairCorrMoments pair_corr_moments_view(double* d, int64_t P, int64_t M, 
 // Mean, clamped variance and zero-variance flag of one node of one pair.
 GSNN_HD void pair_corr_node_moments(double sum, double sum2, double n, double tol, int32_t rule,
                                     double* mean, double* var, double* zero) {
-  // PARITY: torch's order -- sum / n; sum2 / n - mean * mean; clamp(min = 0).
+  // PARITY: sum / n; sum2 / n - mean * mean; then the clamp at 0.
   const double m = div_rn(sum, n);
   const double mm = mul_rn(m, m);
   double v = sub_rn(div_rn(sum2, n), mm);
-  v = v < 0.0 ? 0.0 : v;  // NaN and -0.0 pass through, as in torch.clamp(min=0)
+  v = v < 0.0 ? 0.0 : v;  // NaN and -0.0 pass through
   // PARITY: tol * (mean * mean), one rounding each; NaN never counts as zero.
   const bool z = rule == kZeroVarAbsolute ? v <= tol : v <= mul_rn(tol, mm);
   *mean = m;
@@ -104,38 +92,18 @@ GSNN_HD void pair_corr_node_moments(double sum, double sum2, double n, double to
   *zero = z ? 1.0 : 0.0;
 }
 
-// The lane type of one element: the scalar rounding helpers of hd.h.
-struct PairCorrScalar {
-  using T = double;
-  static constexpr int kWidth = 1;
-  static GSNN_HD T load(const double* p) { return *p; }
-  static GSNN_HD void store(double* p, T v) { *p = v; }
-  static GSNN_HD T splat(double x) { return x; }
-  static GSNN_HD T add(T a, T b) { return add_rn(a, b); }
-  static GSNN_HD T sub(T a, T b) { return sub_rn(a, b); }
-  static GSNN_HD T mul(T a, T b) { return mul_rn(a, b); }
-  static GSNN_HD T div(T a, T b) { return div_rn(a, b); }
-  static GSNN_HD T sqrt(T a) { return sqrt_rn(a); }
-  static GSNN_HD T abs(T a) { return abs_d(a); }
-  // (a OP b) ? x : y (IEEE comparisons: false when a or b is NaN, except !=).
-  static GSNN_HD T gt_sel(T a, T b, T x, T y) { return a > b ? x : y; }
-  static GSNN_HD T lt_sel(T a, T b, T x, T y) { return a < b ? x : y; }
-  static GSNN_HD T ne_sel(T a, T b, T x, T y) { return a != b ? x : y; }
-};
-
 // corr of one (p, i, j) per lane, from sum_xy[p, i, j], n and the node moments.
 template <class V>
-GSNN_PAIR_CORR_INLINE typename V::T pair_corr_value(typename V::T sxy, typename V::T n,
-                                                    typename V::T mx, typename V::T vx,
-                                                    typename V::T zx, typename V::T my,
-                                                    typename V::T vy, typename V::T zy) {
+GSNN_INLINE typename V::T pair_corr_value(typename V::T sxy, typename V::T n, typename V::T mx,
+                                          typename V::T vx, typename V::T zx, typename V::T my,
+                                          typename V::T vy, typename V::T zy) {
   using T = typename V::T;
   const T one = V::splat(1.0), minus_one = V::splat(-1.0), zero = V::splat(0.0);
   const T nan = V::splat(nan_d());
   // PARITY: cov = sum_xy / n - mean_x * mean_y; corr = cov / sqrt(var_x * var_y).
   const T cov = V::sub(V::div(sxy, n), V::mul(mx, my));
   const T c = V::div(cov, V::sqrt(V::mul(vx, vy)));
-  // clamp to [-1, 1]: NaN and -0.0 pass through, as in torch.clamp
+  // clamp to [-1, 1]: NaN and -0.0 pass through
   T r = V::lt_sel(c, minus_one, minus_one, c);
   r = V::gt_sel(r, one, one, r);
   r = V::ne_sel(r, r, nan, r);  // PARITY: one NaN bit pattern
@@ -148,13 +116,13 @@ GSNN_PAIR_CORR_INLINE typename V::T pair_corr_value(typename V::T sxy, typename 
 // the score c of the next pair; pair_agg_result gives the aggregate. Shared with
 // gsnn_fast::pair_partial_corr (csrc/cpu/partial_corr_cpu.cpp).
 template <class V>
-GSNN_PAIR_CORR_INLINE typename V::T pair_agg_start(int32_t agg) {
+GSNN_INLINE typename V::T pair_agg_start(int32_t agg) {
   return V::splat(agg == kAggMean ? 0.0 : nan_d());
 }
 
 template <class V>
-GSNN_PAIR_CORR_INLINE void pair_agg_step(typename V::T& acc, typename V::T& cnt, typename V::T c,
-                                         int32_t agg) {
+GSNN_INLINE void pair_agg_step(typename V::T& acc, typename V::T& cnt, typename V::T c,
+                               int32_t agg) {
   using T = typename V::T;
   if (agg == kAggMean) {
     const T zero = V::splat(0.0);
@@ -170,8 +138,7 @@ GSNN_PAIR_CORR_INLINE void pair_agg_step(typename V::T& acc, typename V::T& cnt,
 }
 
 template <class V>
-GSNN_PAIR_CORR_INLINE typename V::T pair_agg_result(typename V::T acc, typename V::T cnt,
-                                                    int32_t agg) {
+GSNN_INLINE typename V::T pair_agg_result(typename V::T acc, typename V::T cnt, int32_t agg) {
   if (agg != kAggMean) return acc;
   const typename V::T r = V::div(acc, cnt);  // 0 / 0 -> NaN where every pair is NaN
   return V::ne_sel(r, r, V::splat(nan_d()), r);
@@ -181,10 +148,9 @@ GSNN_PAIR_CORR_INLINE typename V::T pair_agg_result(typename V::T acc, typename 
 // j..] when per_pair is not null and returns the aggregate. sum_xy, per_pair:
 // [P, M, N].
 template <class V>
-GSNN_PAIR_CORR_INLINE typename V::T pair_corr_lanes(const double* sum_xy, const PairCorrMoments& m,
-                                                    int64_t P, int64_t M, int64_t N, int64_t i,
-                                                    int64_t j, double n, int32_t agg,
-                                                    double* per_pair) {
+GSNN_INLINE typename V::T pair_corr_lanes(const double* sum_xy, const PairCorrMoments& m, int64_t P,
+                                          int64_t M, int64_t N, int64_t i, int64_t j, double n,
+                                          int32_t agg, double* per_pair) {
   using T = typename V::T;
   const T vn = V::splat(n);
   T acc = pair_agg_start<V>(agg);
@@ -206,7 +172,7 @@ GSNN_PAIR_CORR_INLINE typename V::T pair_corr_lanes(const double* sum_xy, const 
 GSNN_HD double pair_corr_element(const double* sum_xy, const PairCorrMoments& m, int64_t P,
                                  int64_t M, int64_t N, int64_t i, int64_t j, double n, int32_t agg,
                                  double* per_pair) {
-  return pair_corr_lanes<PairCorrScalar>(sum_xy, m, P, M, N, i, j, n, agg, per_pair);
+  return pair_corr_lanes<ScalarLanes>(sum_xy, m, P, M, N, i, j, n, agg, per_pair);
 }
 
 }  // namespace gsnn_fast

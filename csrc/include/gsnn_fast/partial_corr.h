@@ -16,7 +16,7 @@
 //           A = L L^T (cholesky_pivot / cholesky_offdiag, column by column); a pivot
 //           d_c fails the system (column all NaN) when it is not finite or
 //           d_c <= tol * A[c][c]: d_c is the residual variance of parent S[c] given
-//           S[0..c), so this is the relative zero-variance rule of SPEC section 4
+//           S[0..c), so this is the inferer's relative zero-variance rule
 //           applied to the parents (tol = 0 gives the plain "pivot <= 0" test). It
 //           is what makes collinear parents (e.g. duplicated columns) fail reliably
 //           with ridge 0: rounding leaves their pivot at about 1e-16 * A[c][c],
@@ -165,46 +165,10 @@ GSNN_HD bool residual_ok(double v, double base, double tol) {
 }
 
 // ---------------------------------------------------------------------------
-// Per-source math, written once as templates on a lane type V.
-//
-// V::T holds the values of one source (ScalarLanes: double; CUDA threads and the
-// CPU's tails) or of V::kWidth consecutive sources side by side (the CPU's GCC
-// vector types, csrc/cpu/partial_corr_cpu.cpp). Every V:: arithmetic function is
-// ONE correctly rounded IEEE binary64 operation applied to each lane on its own
-// (add, sub, mul, div, sqrt; no fma), and the comparisons / select only move
-// bits, so a lane computes exactly what ScalarLanes computes for that source.
+// Per-source math, written once as templates on a lane type V (lanes.h): V::T
+// holds the values of one source (ScalarLanes: CUDA threads and the CPU's tails)
+// or of V::kWidth consecutive sources side by side (the CPU's VecLanes).
 // ---------------------------------------------------------------------------
-
-#if defined(__CUDACC__)
-#define GSNN_PC_INLINE __host__ __device__ __forceinline__
-#define GSNN_PC_UNROLL
-#else
-// Always inlined on the host, so that the CPU's ISA-specific callers (target
-// attributes) get the lane code compiled for their ISA; the constant-trip loops
-// over a register tile are unrolled so that its accumulators stay in registers.
-#define GSNN_PC_INLINE inline __attribute__((always_inline))
-#define GSNN_PC_UNROLL _Pragma("GCC unroll 16")
-#endif
-
-struct ScalarLanes {
-  using T = double;
-  static constexpr int kWidth = 1;
-  static GSNN_HD T load(const double* p) { return *p; }
-  static GSNN_HD void store(double* p, T v) { *p = v; }
-  static GSNN_HD T splat(double x) { return x; }
-  static GSNN_HD T bcast(const double* p) { return *p; }
-  static GSNN_HD T add(T a, T b) { return add_rn(a, b); }
-  static GSNN_HD T sub(T a, T b) { return sub_rn(a, b); }
-  static GSNN_HD T mul(T a, T b) { return mul_rn(a, b); }
-  static GSNN_HD T div(T a, T b) { return div_rn(a, b); }
-  static GSNN_HD T sqrt(T a) { return sqrt_rn(a); }
-  // (a OP b) ? x : y, lane by lane (IEEE comparisons: false when a or b is NaN,
-  // except !=).
-  static GSNN_HD T gt_sel(T a, T b, T x, T y) { return a > b ? x : y; }
-  static GSNN_HD T lt_sel(T a, T b, T x, T y) { return a < b ? x : y; }
-  static GSNN_HD T le_sel(T a, T b, T x, T y) { return a <= b ? x : y; }
-  static GSNN_HD T ne_sel(T a, T b, T x, T y) { return a != b ? x : y; }
-};
 
 // Rows of B read from memory: B[a] starts at b + row(a) * ldb, row(a) = rows[a] (or a
 // when rows is null); a lane group is kWidth consecutive doubles.
@@ -213,7 +177,7 @@ struct PlainRows {
   const int64_t* rows;
   int64_t ldb;
   template <class V>
-  GSNN_PC_INLINE typename V::T load(int64_t a, int64_t off) const {
+  GSNN_INLINE typename V::T load(int64_t a, int64_t off) const {
     return V::load(b + (rows ? rows[a] : a) * ldb + off);
   }
 };
@@ -232,46 +196,46 @@ struct PlainRows {
 // Blocking rows (MR) and sources (NV) only changes which lanes and rows run side
 // by side, never the sequence inside a lane.
 template <class V, int MR, int NV, bool kDots, class B>
-GSNN_PC_INLINE void forward_subst_rows(const double* Lp, int64_t a0, const B& brows,
-                                       const double* alpha, double* z, int64_t zstride,
-                                       typename V::T* zz, typename V::T* balpha) {
+GSNN_INLINE void forward_subst_rows(const double* Lp, int64_t a0, const B& brows,
+                                    const double* alpha, double* z, int64_t zstride,
+                                    typename V::T* zz, typename V::T* balpha) {
   using T = typename V::T;
   constexpr int W = V::kWidth;
   const int64_t zs = zstride * W;  // doubles between lane groups of z
   T acc[MR][NV];
   const double* lrow[MR];
-  GSNN_PC_UNROLL
+  GSNN_UNROLL
   for (int m = 0; m < MR; ++m) {
     const int64_t a = a0 + m;
     lrow[m] = Lp + tri(a);
-    GSNN_PC_UNROLL
+    GSNN_UNROLL
     for (int v = 0; v < NV; ++v) acc[m][v] = brows.template load<V>(a, v * W);
   }
   // PARITY: k ascending over the rows solved before this block ...
   for (int64_t k = 0; k < a0; ++k) {
     T zk[NV];
-    GSNN_PC_UNROLL
+    GSNN_UNROLL
     for (int v = 0; v < NV; ++v) zk[v] = V::load(z + (k * NV + v) * zs);
-    GSNN_PC_UNROLL
+    GSNN_UNROLL
     for (int m = 0; m < MR; ++m) {
       const T l = V::bcast(lrow[m] + k);
-      GSNN_PC_UNROLL
+      GSNN_UNROLL
       for (int v = 0; v < NV; ++v) acc[m][v] = V::sub(acc[m][v], V::mul(l, zk[v]));
     }
   }
   // ... then, row by row, k ascending over the rows of this block before it.
-  GSNN_PC_UNROLL
+  GSNN_UNROLL
   for (int m = 0; m < MR; ++m) {
     const int64_t a = a0 + m;
-    GSNN_PC_UNROLL
+    GSNN_UNROLL
     for (int64_t k = a0; k < a; ++k) {
       const T l = V::bcast(lrow[m] + k);
-      GSNN_PC_UNROLL
+      GSNN_UNROLL
       for (int v = 0; v < NV; ++v)
         acc[m][v] = V::sub(acc[m][v], V::mul(l, V::load(z + (k * NV + v) * zs)));
     }
     const T d = V::bcast(lrow[m] + a);
-    GSNN_PC_UNROLL
+    GSNN_UNROLL
     for (int v = 0; v < NV; ++v) {
       const T za = V::div(acc[m][v], d);
       V::store(z + (a * NV + v) * zs, za);
@@ -287,9 +251,9 @@ GSNN_PC_INLINE void forward_subst_rows(const double* Lp, int64_t a0, const B& br
 // Rows [0, s) of Z = L^-1 B (see forward_subst_rows), MR rows at a time, the
 // last s % MR one by one. With kDots, zz[v] and balpha[v] must start at 0.0.
 template <class V, int MR, int NV, bool kDots, class B>
-GSNN_PC_INLINE void forward_subst(const double* Lp, int64_t s, const B& brows, const double* alpha,
-                                  double* z, int64_t zstride, typename V::T* zz,
-                                  typename V::T* balpha) {
+GSNN_INLINE void forward_subst(const double* Lp, int64_t s, const B& brows, const double* alpha,
+                               double* z, int64_t zstride, typename V::T* zz,
+                               typename V::T* balpha) {
   int64_t a0 = 0;
   for (; a0 + MR <= s; a0 += MR)
     forward_subst_rows<V, MR, NV, kDots>(Lp, a0, brows, alpha, z, zstride, zz, balpha);
@@ -303,9 +267,9 @@ GSNN_PC_INLINE void forward_subst(const double* Lp, int64_t s, const B& brows, c
 // operations are exactly those listed (in that order); the NaN and range tests
 // only select.
 template <class V>
-GSNN_PC_INLINE typename V::T partial_corr_finish(typename V::T zz, typename V::T balpha,
-                                                 typename V::T var_x, typename V::T cxy, double vy,
-                                                 double tol) {
+GSNN_INLINE typename V::T partial_corr_finish(typename V::T zz, typename V::T balpha,
+                                              typename V::T var_x, typename V::T cxy, double vy,
+                                              double tol) {
   using T = typename V::T;
   const T vx = V::sub(var_x, zz);
   const T num = V::sub(cxy, balpha);
@@ -377,7 +341,7 @@ struct SumRows {
   const int64_t* S;
   int64_t i0;
   template <class V>
-  GSNN_PC_INLINE typename V::T load(int64_t a, int64_t off) const {
+  GSNN_INLINE typename V::T load(int64_t a, int64_t off) const {
     const int64_t r = S[a];
     return V::sub(V::div(V::load(sum + r * N + i0 + off), V::splat(n)),
                   V::mul(V::splat(mx[r]), V::load(mx + i0 + off)));
@@ -390,8 +354,7 @@ struct SumRows {
 // count of the mean (N^2), and the per-thread z scratch of the systems
 // (num_blocks * kPartialCorrThreads * smax).
 inline int64_t pair_partial_corr_work_doubles(int64_t P, int64_t N, int64_t smax,
-                                              int64_t num_blocks, bool keep_per_pair,
-                                              int32_t agg) {
+                                              int64_t num_blocks, bool keep_per_pair, int32_t agg) {
   return 8 * P * N + (keep_per_pair ? 0 : N * N) + (agg == kAggMean ? N * N : 0) +
          num_blocks * kPartialCorrThreads * smax;
 }

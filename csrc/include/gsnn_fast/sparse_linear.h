@@ -49,13 +49,6 @@
 
 #include "gsnn_fast/hd.h"
 
-// Everything below is inline: GCC's -Wpsabi note about passing 64-byte vectors
-// between translation units does not apply.
-#if !defined(__CUDACC__) && defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-
 namespace gsnn_fast {
 namespace sl {
 
@@ -69,95 +62,15 @@ using acc_t = typename Acc<S>::type;
 
 constexpr int kLanes = 8;  // lanes of the grad_values dot product
 
-// The float64 helpers of hd.h, their float32 twins, and (host) the SIMD overloads
-// below, all found by the unqualified calls in term() and friends.
+// The rounding helpers of hd.h (double, float, and on the host the GCC vector
+// types of csrc/cpu/simd.h), found by the unqualified calls in term() and friends.
 using gsnn_fast::add_rn;
 using gsnn_fast::mul_rn;
 
-// PARITY: one correctly rounded IEEE binary32 operation each.
-GSNN_HD float add_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-
-GSNN_HD float mul_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-
-// ---- host SIMD types (CPU loops only; declared before term() so that they are found)
-// Simd<S>::V holds W = 64 / sizeof(S) independent accumulators (consecutive samples
-// b), Lane8<S>::V the 8 lanes of lane_dot; their + and * are element-wise IEEE
-// operations of type S, so term() on a vector is W copies of the scalar term().
-// The CPU translation units are built with -ffp-contract=off, so the compiler
-// never fuses them.
-#if !defined(__CUDACC__) && defined(__GNUC__)
-template <typename S>
-struct Simd;
-template <>
-struct Simd<float> {
-  typedef float V __attribute__((vector_size(64), aligned(4)));
-  typedef int32_t I __attribute__((vector_size(64)));
-  static constexpr int W = 16;
-};
-template <>
-struct Simd<double> {
-  typedef double V __attribute__((vector_size(64), aligned(8)));
-  typedef int64_t I __attribute__((vector_size(64)));
-  static constexpr int W = 8;
-};
-template <typename S>
-struct Lane8;
-template <>
-struct Lane8<float> {
-  typedef float V __attribute__((vector_size(32), aligned(4)));
-};
-template <>
-struct Lane8<double> {
-  typedef double V __attribute__((vector_size(64), aligned(8)));
-};
-
-inline Simd<float>::V add_rn(Simd<float>::V a, Simd<float>::V b) { return a + b; }
-inline Simd<float>::V mul_rn(Simd<float>::V a, Simd<float>::V b) { return a * b; }
-inline Simd<double>::V add_rn(Simd<double>::V a, Simd<double>::V b) { return a + b; }
-inline Simd<double>::V mul_rn(Simd<double>::V a, Simd<double>::V b) { return a * b; }
-inline Lane8<float>::V add_rn(Lane8<float>::V a, Lane8<float>::V b) { return a + b; }
-inline Lane8<float>::V mul_rn(Lane8<float>::V a, Lane8<float>::V b) { return a * b; }
-
-// v in every element.
-template <typename S>
-inline typename Simd<S>::V splat(S v) {
-  using V = typename Simd<S>::V;
-#if defined(__clang__)
-  return v - V{};  // x - (+0) == x exactly, for every x
-#else
-  using I = typename Simd<S>::I;
-  return __builtin_shuffle(V{v}, I{});  // GCC: one broadcast instruction
-#endif
-}
-template <typename V, typename S>
-inline V loadv(const S* p) {
-  V v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <typename V, typename S>
-inline void storev(S* p, V v) {
-  std::memcpy(p, &v, sizeof v);
-}
-#define GSNN_SL_HAVE_SIMD 1
-#endif
-
 // ---- the arithmetic, written once ------------------------------------------
 // A is the scalar accumulator on the device and in scalar host code, and a host
-// SIMD type above (independent elements, element-wise IEEE operations) in the CPU
-// loops.
+// SIMD type (csrc/cpu/simd.h: independent elements, element-wise IEEE operations)
+// in the CPU loops.
 
 // One term of a sum: acc + v * x, two roundings (never fused).
 template <typename A>
@@ -238,7 +151,3 @@ GSNN_HD S column_sum_one(const S* g, int64_t ldg, int64_t B, int64_t m) {
 
 }  // namespace sl
 }  // namespace gsnn_fast
-
-#if !defined(__CUDACC__) && defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif

@@ -1,0 +1,515 @@
+// The CPU engine of the partial-correlation systems (partial_corr_engine.h; math
+// and order: gsnn_fast/partial_corr.h). One file over ~450 lines on purpose: the
+// engine's templates (sources, factor, task kinds) are instantiated once per ISA
+// variant and covariance source in this translation unit, and only here.
+//
+// Every output element is computed by the header's functions (forward_subst and
+// partial_corr_finish, the same templates the CUDA threads run through
+// partial_corr_source) with its own sequence of rounded operations; only the
+// loop structure is the CPU's:
+//   * SIMD ACROSS SOURCES: for one system (p, j) the sources i are independent
+//     and row a of B = cov_xx[p][S, :] is contiguous in i, so the lane templates
+//     run on GCC vector types (VecLanes: kWidth consecutive sources per lane
+//     group, each lane one source's scalar sequence). A register tile solves MR
+//     rows of Z = L^-1 B for NV lane groups at once (each Z[k] vector is loaded
+//     once for MR rows, each L[a][k] broadcast once for NV groups). The last
+//     sources (fewer than a vector) take ScalarLanes: the same sequence.
+//   * ISA: the lane loops are compiled three times (AVX-512F, AVX2, baseline);
+//     the op picks the variant (isa.h) and passes it in.
+//   * small systems (|S| < kBigSet): a task owns kBlockTargets consecutive
+//     targets of one pair; it factorises them (cholesky_packed, solve_alpha),
+//     then walks the sources in chunks of rows: it gathers cov_xy[p][chunk, block]
+//     row by row (contiguous runs of the block's columns, instead of one strided
+//     pass per target), scores its targets on the chunk, and writes
+//     out[p][chunk, block] row by row (scores, NaN columns and the copies of corr
+//     for empty sets alike).
+//   * big systems (|S| >= kBigSet, e.g. the hub of a converging graph): the
+//     factor is built by panels of kWidth rows (factor_big: the panel rows'
+//     entries left of the panel are one forward substitution vectorised across
+//     those rows), then the sources are cut into chunks that the threads share.
+//   * threads: at::parallel_for starts one worker per thread and the workers
+//     take tasks from a shared counter (the task costs differ by orders of
+//     magnitude). Every task writes its own outputs and nothing else (no
+//     reduction across tasks), so the result does not depend on the thread count
+//     or on which worker ran what.
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <type_traits>
+#include <vector>
+
+#include "partial_corr_engine.h"
+#include "simd.h"
+#include "gsnn_fast/pair_corr.h"
+#include "gsnn_fast/partial_corr.h"
+
+namespace gsnn_fast {
+namespace {
+
+using Ctx = PartialCorrCtx;
+
+// Sets of at least this many members are "big" (factor by panels, sources
+// shared by the threads); the others are handled a block of targets at a time.
+constexpr int64_t kBigSet = 64;
+// Targets per small-system task (a row of the block: 4 cache lines of cov_xy,
+// corr and out), and sources per chunk of a system (small or big).
+constexpr int64_t kBlockTargets = 32;
+constexpr int64_t kChunk = 128;
+// Widest lane tile of all variants (NV * lanes): z scratch per set member.
+constexpr int64_t kMaxTileLanes = 32;
+
+// 64-byte aligned scratch of doubles (z: accessed through loadv / storev, i.e.
+// memcpy, like every vector access here).
+struct alignas(64) Line {
+  double d[8];
+};
+struct AlignedBuf {
+  std::unique_ptr<Line[]> mem;
+  double* get(int64_t n) {
+    if (!mem) mem.reset(new Line[static_cast<size_t>(std::max<int64_t>(1, (n + 7) / 8))]);
+    return mem[0].d;
+  }
+};
+
+// The covariances of pair p as the systems read them: entries xy(i, j), xx(r, c) and
+// rows of B = cov_xx[S, i0 ...] (xx_rows). MatSrc reads precomputed matrices
+// (partial_corr); SumSrc forms each value from the streaming sums when it is read
+// (pair_partial_corr): cov = sum / n - mean_r * mean_c, one rounding per operation,
+// the value a precomputed matrix would hold.
+struct MatSrc {
+  PlainMat xy, xx;
+  static MatSrc of(const Ctx& c, int64_t p) {
+    const int64_t NN = c.N * c.N;
+    return MatSrc{PlainMat{c.cxy + p * NN, c.N}, PlainMat{c.cxx + p * NN, c.N}};
+  }
+  PlainRows xx_rows(const int64_t* S, int64_t i0) const { return PlainRows{xx.p + i0, S, xx.N}; }
+  // cov_xy(i, j0 .. j0 + nb) into out[0, nb): a copy, by lane groups of VL.
+  template <class VL>
+  GSNN_INLINE void xy_row(int64_t i, int64_t j0, int64_t nb, double* out) const {
+    const double* a = xy.p + i * xy.N + j0;
+    int64_t b = 0;
+    for (; b + VL::kWidth <= nb; b += VL::kWidth) VL::store(out + b, VL::load(a + b));
+    for (; b < nb; ++b) out[b] = a[b];
+  }
+};
+
+struct SumSrc {
+  SumMat xy, xx;
+  static SumSrc of(const Ctx& c, int64_t p) {
+    const int64_t N = c.N, NN = N * N;
+    const double* mx = c.mean_x + p * N;
+    return SumSrc{SumMat{c.cxy + p * NN, mx, c.mean_y + p * N, c.n, N},
+                  SumMat{c.cxx + p * NN, mx, mx, c.n, N}};
+  }
+  SumRows xx_rows(const int64_t* S, int64_t i0) const {
+    return SumRows{xx.sum, xx.mr, xx.n, xx.N, S, i0};
+  }
+  // cov_xy(i, j0 .. j0 + nb) into out[0, nb): SumMat's operations, lane by lane.
+  template <class VL>
+  GSNN_INLINE void xy_row(int64_t i, int64_t j0, int64_t nb, double* out) const {
+    constexpr int64_t W = VL::kWidth;
+    const double* a = xy.sum + i * xy.N + j0;
+    const double* mc = xy.mc + j0;
+    const typename VL::T vn = VL::splat(xy.n), vm = VL::splat(xy.mr[i]);
+    int64_t b = 0;
+    for (; b + W <= nb; b += W)
+      VL::store(out + b, VL::sub(VL::div(VL::load(a + b), vn), VL::mul(vm, VL::load(mc + b))));
+    for (; b < nb; ++b) out[b] = xy(i, j0 + b);
+  }
+};
+
+// One system (p, j): its set, packed factor L, alpha and vy.
+struct System {
+  const int64_t* S;
+  int64_t s;
+  double* Lp;
+  double* alpha;
+  double vy;
+};
+
+// Scores of sources [i0, i1) of system (p, j) into res[0, i1 - i0); cxy_col[k] =
+// cov_xy[p, i0 + k, j]. z: scratch for s * kMaxTileLanes doubles, 64-byte aligned.
+// PARITY: every element by forward_subst + partial_corr_finish (the same
+// sequence for the vector lanes and the scalar tail), then NaN for i == j and
+// i in S (what partial_corr_source returns for them).
+template <class V, int MR, int NV, class Src>
+GSNN_INLINE void score_sources(const Ctx& c, const Src& src, int64_t p, int64_t j,
+                               const System& sys, int64_t i0, int64_t i1, const double* cxy_col,
+                               double* z, double* res) {
+  using VL = VecLanes<V>;
+  constexpr int W = VL::kWidth;
+  static_assert(NV * W <= kMaxTileLanes, "z scratch too small for the tile");
+  const int64_t N = c.N;
+  const double* vx_p = c.var_x + p * N;
+  const double tol = c.tol;
+  int64_t i = i0;
+  for (; i + NV * W <= i1; i += NV * W) {
+    V zz[NV], ba[NV];
+    for (int v = 0; v < NV; ++v) zz[v] = ba[v] = VL::splat(0.0);
+    forward_subst<VL, MR, NV, true>(sys.Lp, sys.s, src.xx_rows(sys.S, i), sys.alpha, z, 1, zz, ba);
+    for (int v = 0; v < NV; ++v) {
+      const V r = partial_corr_finish<VL>(zz[v], ba[v], VL::load(vx_p + i + v * W),
+                                          VL::load(cxy_col + (i - i0) + v * W), sys.vy, tol);
+      storev(res + (i - i0) + v * W, r);
+    }
+  }
+  for (; i + W <= i1; i += W) {
+    V zz[1] = {VL::splat(0.0)}, ba[1] = {VL::splat(0.0)};
+    forward_subst<VL, MR, 1, true>(sys.Lp, sys.s, src.xx_rows(sys.S, i), sys.alpha, z, 1, zz, ba);
+    const V r = partial_corr_finish<VL>(zz[0], ba[0], VL::load(vx_p + i),
+                                        VL::load(cxy_col + (i - i0)), sys.vy, tol);
+    storev(res + (i - i0), r);
+  }
+  for (; i < i1; ++i) {
+    double zz = 0.0, ba = 0.0;
+    forward_subst<ScalarLanes, 1, 1, true>(sys.Lp, sys.s, src.xx_rows(sys.S, i), sys.alpha, z, 1,
+                                           &zz, &ba);
+    res[i - i0] = partial_corr_finish<ScalarLanes>(zz, ba, vx_p[i], cxy_col[i - i0], sys.vy, tol);
+  }
+  const double nan = nan_d();
+  if (j >= i0 && j < i1) res[j - i0] = nan;
+  for (const int64_t* q = std::lower_bound(sys.S, sys.S + sys.s, i0); q < sys.S + sys.s && *q < i1;
+       ++q)
+    res[*q - i0] = nan;
+}
+
+// Factor of a big set: panels of W rows r0 .. r0+W-1. Entries left of the panel
+// (columns c < r0) are the forward substitution L[r][c] = Z[c][r] of
+// B[c][r] = A[r][c] with the rows of L above the panel, vectorised across the
+// panel's rows; the panel's triangle (and its pivots) by cholesky_pivot /
+// cholesky_offdiag. PARITY: each entry is the sequence of cholesky_offdiag
+// (a_rc minus L[r][k] L[c][k], k ascending, then / L[c][c]; the products are
+// commutative), each pivot that of cholesky_pivot, and pivots are tested in
+// column order, so the outcome equals cholesky_packed's. g, z: s * W doubles.
+template <class V, int MR, class M>
+GSNN_INLINE bool factor_big(const M& xx, const int64_t* S, int64_t s, double ridge, double tol,
+                            double* Lp, double* g, double* z) {
+  using VL = VecLanes<V>;
+  constexpr int W = VL::kWidth;
+  static_assert(W <= 8, "g holds 8 doubles per set member");
+  for (int64_t r0 = 0; r0 < s; r0 += W) {
+    const int64_t w = std::min<int64_t>(W, s - r0);
+    if (r0 > 0) {
+      for (int64_t l = 0; l < W; ++l) {
+        const int64_t r = S[r0 + std::min<int64_t>(l, w - 1)];
+        for (int64_t k = 0; k < r0; ++k) g[k * W + l] = l < w ? xx(r, S[k]) : 0.0;
+      }
+      forward_subst<VL, MR, 1, false>(Lp, r0, PlainRows{g, nullptr, W}, nullptr, z, 1, nullptr,
+                                      nullptr);
+      for (int64_t l = 0; l < w; ++l) {
+        double* lr = Lp + tri(r0 + l);
+        for (int64_t k = 0; k < r0; ++k) lr[k] = z[k * W + l];
+      }
+    }
+    for (int64_t col = r0; col < r0 + w; ++col) {
+      if (!cholesky_pivot(Lp, xx(S[col], S[col]), ridge, tol, col)) return false;
+      for (int64_t r = col + 1; r < r0 + w; ++r) cholesky_offdiag(Lp, xx(S[r], S[col]), r, col);
+    }
+  }
+  return true;
+}
+
+// Per-worker scratch.
+struct Scratch {
+  AlignedBuf zbuf, gbuf, blk;
+  std::vector<double> Lblk, ablk;
+  double* z = nullptr;  // smax * kMaxTileLanes
+  double* g = nullptr;  // s_big_max * 8
+  double* xy = nullptr;
+  double* res = nullptr;
+};
+
+enum : int { kCopy = 0, kNan = 1, kScore = 2, kSkip = 3 };
+
+// A small-system task: targets [j0, j0 + nb) of pair p (big sets skipped: their
+// columns are written by run_big_chunk). The sources go by chunks of rows; per
+// chunk, cov_xy[p][chunk, block] is gathered and out[p][chunk, block] written
+// row by row (nb contiguous doubles per row), the scores in between.
+template <class V, int MR, int NV, class Src>
+GSNN_INLINE void run_block(const Ctx& c, int64_t p, int64_t j0, Scratch& sc) {
+  const int64_t N = c.N, NN = N * N;
+  const int64_t nb = std::min<int64_t>(kBlockTargets, N - j0);
+  const Src src = Src::of(c, p);
+  const double* co_p = c.corr + p * NN;
+  double* o_p = c.out + p * NN;
+  int state[kBlockTargets];
+  System sys[kBlockTargets];
+  double* Lnext = sc.Lblk.data();
+  double* anext = sc.ablk.data();
+  bool any_score = false;
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t j = j0 + b;
+    const int64_t s = c.ptr[j + 1] - c.ptr[j];
+    const int64_t* S = c.idx + c.ptr[j];
+    if (s == 0) {
+      state[b] = kCopy;
+      continue;
+    }
+    if (s >= kBigSet) {
+      state[b] = kSkip;
+      continue;
+    }
+    double* Lp = Lnext;
+    double* alpha = anext;
+    Lnext += tri(s);
+    anext += s;
+    bool ok = cholesky_packed_at(src.xx, S, s, c.ridge, c.tol, Lp);
+    double vy = 0.0;
+    if (ok) {
+      const double vyj = c.var_y[p * N + j];
+      vy = solve_alpha_at(Lp, src.xy, S, s, j, vyj, alpha);
+      ok = residual_ok(vy, vyj, c.tol);
+    }
+    state[b] = ok ? kScore : kNan;
+    sys[b] = System{S, s, Lp, alpha, vy};
+    any_score = any_score || ok;
+  }
+  const double nan = nan_d();
+  double* xy = sc.xy;    // [nb][kChunk]: cov_xy[p][i0 + k, j0 + b] at b * kChunk + k
+  double* res = sc.res;  // the scores, same layout
+  for (int64_t i0 = 0; i0 < N; i0 += kChunk) {
+    const int64_t i1 = std::min<int64_t>(N, i0 + kChunk), n = i1 - i0;
+    if (any_score) {
+      double row[kBlockTargets];
+      for (int64_t k = 0; k < n; ++k) {
+        src.template xy_row<VecLanes<V>>(i0 + k, j0, nb, row);
+        for (int64_t b = 0; b < nb; ++b) xy[b * kChunk + k] = row[b];
+      }
+      for (int64_t b = 0; b < nb; ++b) {
+        if (state[b] != kScore) continue;
+        score_sources<V, MR, NV>(c, src, p, j0 + b, sys[b], i0, i1, xy + b * kChunk, sc.z,
+                                 res + b * kChunk);
+      }
+    }
+    for (int64_t k = 0; k < n; ++k) {
+      double* orow = o_p + (i0 + k) * N + j0;
+      const double* crow = co_p + (i0 + k) * N + j0;
+      for (int64_t b = 0; b < nb; ++b) {
+        if (state[b] == kScore) {
+          orow[b] = res[b * kChunk + k];
+        } else if (state[b] == kCopy) {
+          orow[b] = crow[b];  // the bits of corr
+        } else if (state[b] == kNan) {
+          orow[b] = nan;
+        }
+      }
+    }
+  }
+}
+
+// A chunk [i0, i1) of the sources of a big system (p, j) (sys null: it failed).
+template <class V, int MR, int NV, class Src>
+GSNN_INLINE void run_big_chunk(const Ctx& c, int64_t p, int64_t j, const System* sys, int64_t i0,
+                               int64_t i1, Scratch& sc) {
+  const int64_t N = c.N, NN = N * N;
+  double* oc = c.out + p * NN + i0 * N + j;
+  const int64_t n = i1 - i0;
+  if (!sys) {
+    const double nan = nan_d();
+    for (int64_t k = 0; k < n; ++k) oc[k * N] = nan;
+    return;
+  }
+  const Src src = Src::of(c, p);
+  for (int64_t k = 0; k < n; ++k) sc.xy[k] = src.xy(i0 + k, j);
+  score_sources<V, MR, NV>(c, src, p, j, *sys, i0, i1, sc.xy, sc.z, sc.res);
+  for (int64_t k = 0; k < n; ++k) oc[k * N] = sc.res[k];
+}
+
+template <class V>
+GSNN_INLINE void corr_row(const CorrRow& a) {
+  using VL = VecLanes<V>;
+  constexpr int64_t W = VL::kWidth;
+  const V vn = VL::splat(a.n), vmx = VL::splat(a.mxi);
+  const V vvx = VL::splat(a.vxi), vzx = VL::splat(a.zxi);
+  int64_t j = 0;
+  for (; j + W <= a.N; j += W) {
+    VL::store(a.out + j,
+              pair_corr_value<VL>(VL::load(a.sxy + j), vn, vmx, vvx, vzx, VL::load(a.my + j),
+                                  VL::load(a.vy + j), VL::load(a.zy + j)));
+  }
+  for (; j < a.N; ++j) {
+    a.out[j] =
+        pair_corr_value<ScalarLanes>(a.sxy[j], a.n, a.mxi, a.vxi, a.zxi, a.my[j], a.vy[j], a.zy[j]);
+  }
+}
+
+// One ISA variant of the task kinds, for one covariance source.
+struct Kernels {
+  void (*block)(const Ctx&, int64_t, int64_t, Scratch&);
+  void (*big_chunk)(const Ctx&, int64_t, int64_t, const System*, int64_t, int64_t, Scratch&);
+  bool (*factor)(const Ctx&, int64_t, const int64_t*, int64_t, double*, double*, double*);
+  void (*corr_row)(const CorrRow&);
+};
+
+#define GSNN_PC_KERNELS(name, target, V, MR, NV, FMR, Src)                                        \
+  target void block_##name(const Ctx& c, int64_t p, int64_t j0, Scratch& sc) {                    \
+    run_block<V, MR, NV, Src>(c, p, j0, sc);                                                      \
+  }                                                                                               \
+  target void big_chunk_##name(const Ctx& c, int64_t p, int64_t j, const System* sys, int64_t i0, \
+                               int64_t i1, Scratch& sc) {                                         \
+    run_big_chunk<V, MR, NV, Src>(c, p, j, sys, i0, i1, sc);                                      \
+  }                                                                                               \
+  target bool factor_##name(const Ctx& c, int64_t p, const int64_t* S, int64_t s, double* Lp,     \
+                            double* g, double* z) {                                               \
+    return factor_big<V, FMR>(Src::of(c, p).xx, S, s, c.ridge, c.tol, Lp, g, z);                  \
+  }
+
+#define GSNN_PC_VARIANT(suffix, target, V, MR, NV, FMR)         \
+  GSNN_PC_KERNELS(suffix##_mat, target, V, MR, NV, FMR, MatSrc) \
+  GSNN_PC_KERNELS(suffix##_sum, target, V, MR, NV, FMR, SumSrc) \
+  target void corr_row_##suffix(const CorrRow& a) { corr_row<V>(a); }
+
+#if GSNN_HAVE_CLONES
+// AVX-512F: 4 rows x 4 zmm lane groups (16 accumulators of 32 registers).
+GSNN_PC_VARIANT(avx512, GSNN_TARGET("avx512f"), v8d, 4, 4, 8)
+// AVX2: 3 x 3 ymm (9 accumulators of 16 registers).
+GSNN_PC_VARIANT(avx2, GSNN_TARGET("avx2"), v4d, 3, 3, 8)
+#endif
+// Baseline (SSE2 on x86-64, 128-bit NEON on aarch64): 3 x 3 two-lane groups.
+GSNN_PC_VARIANT(base, , v2d, 3, 3, 8)
+
+#define GSNN_PC_TABLE(suffix, tag)                                                  \
+  Kernels {                                                                         \
+    &block_##suffix##_##tag, &big_chunk_##suffix##_##tag, &factor_##suffix##_##tag, \
+        &corr_row_##suffix                                                          \
+  }
+
+// The task kinds of one ISA variant and covariance source.
+template <class Src>
+Kernels kernels_for(Isa isa) {
+  constexpr bool kSum = std::is_same<Src, SumSrc>::value;
+#if GSNN_HAVE_CLONES
+  if (isa == Isa::kAvx512f) return kSum ? GSNN_PC_TABLE(avx512, sum) : GSNN_PC_TABLE(avx512, mat);
+  if (isa == Isa::kAvx2) return kSum ? GSNN_PC_TABLE(avx2, sum) : GSNN_PC_TABLE(avx2, mat);
+#endif
+  (void)isa;
+  return kSum ? GSNN_PC_TABLE(base, sum) : GSNN_PC_TABLE(base, mat);
+}
+
+// Runs task(t, scratch) for t in [0, n) on the intra-op threads; each worker
+// takes the next task from a shared counter. make() builds a worker's scratch.
+template <class Make, class Task>
+void run_tasks(int64_t n, const Make& make, const Task& task) {
+  if (n <= 0) return;
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n));
+  at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
+    if (begin >= end) return;
+    Scratch sc = make();
+    for (int64_t t = next.fetch_add(1); t < n; t = next.fetch_add(1)) task(t, sc);
+  });
+}
+
+// Every system of c (c.P pairs, sets of at most smax members) into c.out.
+template <class Src>
+void run_partial_corr(const Ctx& c, int64_t smax, Isa isa) {
+  const int64_t N = c.N;
+  const int64_t P = c.P;
+  const int64_t* pp = c.ptr;
+  const int64_t* ix = c.idx;
+  const double tol = c.tol;
+  const Kernels k = kernels_for<Src>(isa);
+  const int64_t NN = N * N;
+
+  // The big systems (p, j), |S_j| >= kBigSet, in (p, j) order.
+  std::vector<int64_t> big_j;
+  int64_t s_big_max = 0;
+  for (int64_t j = 0; j < N; ++j) {
+    const int64_t s = pp[j + 1] - pp[j];
+    if (s >= kBigSet) {
+      big_j.push_back(j);
+      s_big_max = std::max(s_big_max, s);
+    }
+  }
+  const int64_t n_bj = static_cast<int64_t>(big_j.size());
+  const int64_t n_big = P * n_bj;
+  const int64_t blocks_per_pair = (N + kBlockTargets - 1) / kBlockTargets;
+  const int64_t n_blocks = P * blocks_per_pair;
+  const int64_t n_chunks = (N + kChunk - 1) / kChunk;  // per big system
+
+  auto make_scratch = [&]() {
+    Scratch sc;
+    sc.z = sc.zbuf.get(std::max<int64_t>(1, smax) * kMaxTileLanes);
+    sc.g = sc.gbuf.get(std::max<int64_t>(1, s_big_max) * 8);
+    const int64_t nbuf = std::max(kBlockTargets * kChunk, kChunk);
+    sc.xy = sc.blk.get(2 * nbuf);
+    sc.res = sc.xy + nbuf;
+    sc.Lblk.resize(static_cast<size_t>(kBlockTargets * tri(kBigSet)));
+    sc.ablk.resize(static_cast<size_t>(kBlockTargets * kBigSet));
+    return sc;
+  };
+
+  // The big systems go in waves whose factors (tri(s) + s doubles each) fit in
+  // max(N^2 / 8, the largest one) doubles. Phase 1 factorises a wave (the first
+  // one together with all the small-system blocks), phase 2 scores its sources.
+  const int64_t budget = std::max<int64_t>(NN / 8, tri(s_big_max) + s_big_max);
+  std::unique_ptr<double[]> fac;
+  int64_t fac_size = 0;
+  std::vector<System> wave;
+  std::vector<char> wave_ok;
+  for (int64_t b0 = 0; b0 == 0 || b0 < n_big;) {
+    int64_t b1 = b0, need = 0;
+    while (b1 < n_big) {
+      const int64_t j = big_j[b1 % n_bj];
+      const int64_t sz = tri(pp[j + 1] - pp[j]) + (pp[j + 1] - pp[j]);
+      if (b1 > b0 && need + sz > budget) break;
+      need += sz;
+      ++b1;
+    }
+    if (need > fac_size) {
+      fac.reset(new double[static_cast<size_t>(need)]);
+      fac_size = need;
+    }
+    const int64_t nw = b1 - b0;
+    wave.assign(static_cast<size_t>(nw), System{});
+    wave_ok.assign(static_cast<size_t>(nw), 0);
+    for (int64_t w = 0, off = 0; w < nw; ++w) {
+      const int64_t j = big_j[(b0 + w) % n_bj];
+      const int64_t s = pp[j + 1] - pp[j];
+      wave[w] = System{ix + pp[j], s, fac.get() + off, fac.get() + off + tri(s), 0.0};
+      off += tri(s) + s;
+    }
+    const int64_t n1 = nw + (b0 == 0 ? n_blocks : 0);
+    run_tasks(n1, make_scratch, [&](int64_t t, Scratch& sc) {
+      if (t >= nw) {  // a block of small systems
+        const int64_t q = t - nw;
+        k.block(c, q / blocks_per_pair, (q % blocks_per_pair) * kBlockTargets, sc);
+        return;
+      }
+      const int64_t b = b0 + t, p = b / n_bj, j = big_j[b % n_bj];
+      System& sys = wave[t];
+      bool ok = k.factor(c, p, sys.S, sys.s, sys.Lp, sc.g, sc.z);
+      if (ok) {
+        const double vyj = c.var_y[p * N + j];
+        sys.vy = solve_alpha_at(sys.Lp, Src::of(c, p).xy, sys.S, sys.s, j, vyj, sys.alpha);
+        ok = residual_ok(sys.vy, vyj, tol);
+      }
+      wave_ok[t] = ok ? 1 : 0;
+    });
+    run_tasks(nw * n_chunks, make_scratch, [&](int64_t t, Scratch& sc) {
+      const int64_t w = t / n_chunks, i0 = (t % n_chunks) * kChunk;
+      const int64_t b = b0 + w, p = b / n_bj, j = big_j[b % n_bj];
+      k.big_chunk(c, p, j, wave_ok[w] ? &wave[w] : nullptr, i0, std::min(N, i0 + kChunk), sc);
+    });
+    b0 = b1;
+    if (n_big == 0) break;
+  }
+}
+
+}  // namespace
+
+void partial_corr_systems(const PartialCorrCtx& c, int64_t smax, Isa isa) {
+  run_partial_corr<MatSrc>(c, smax, isa);
+}
+
+void partial_corr_systems_from_sums(const PartialCorrCtx& c, int64_t smax, Isa isa) {
+  run_partial_corr<SumSrc>(c, smax, isa);
+}
+
+void pair_corr_row(const CorrRow& row, Isa isa) { kernels_for<SumSrc>(isa).corr_row(row); }
+
+}  // namespace gsnn_fast

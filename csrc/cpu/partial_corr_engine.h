@@ -1,0 +1,53 @@
+// The CPU engine of the batched ridge partial-correlation systems
+// (gsnn_fast/partial_corr.h), shared by the ops partial_corr
+// (partial_corr_cpu.cpp: covariances given) and pair_partial_corr
+// (pair_partial_corr_cpu.cpp: covariances formed from the streaming sums as the
+// solves read them). The loops are in partial_corr_engine.cpp.
+#pragma once
+
+#include <cstdint>
+
+#include "isa.h"
+
+namespace gsnn_fast {
+
+// Inputs of one call. cxy / cxx: the covariances [P, N, N], or (the *_from_sums
+// form) the sums sum_xy / sum_xx, with the means and n; var_x / var_y [P, N]: the
+// variances the systems take (NaN = zero); corr [P, N, N]: copied for targets with
+// an empty set; out [P, N, N] (may be corr itself: those columns are then left as
+// they are).
+struct PartialCorrCtx {
+  const double* corr;
+  const double* cxy;
+  const double* cxx;
+  const double* var_x;
+  const double* var_y;
+  double* out;
+  const int64_t* ptr;
+  const int64_t* idx;
+  int64_t P, N;
+  double ridge, tol;
+  const double* mean_x = nullptr;  // [P, N] (from sums)
+  const double* mean_y = nullptr;  // [P, N] (from sums)
+  double n = 0.0;                  // sample count (from sums)
+};
+
+// Every system of c (c.P pairs, conditioning sets of at most smax members) into
+// c.out, with the ISA variant isa (all variants give the same bits).
+void partial_corr_systems(const PartialCorrCtx& c, int64_t smax, Isa isa);
+void partial_corr_systems_from_sums(const PartialCorrCtx& c, int64_t smax, Isa isa);
+
+// One row i of one pair's plain correlations (pair_corr_value lane by lane; the
+// scalar tail runs the same sequence).
+struct CorrRow {
+  int64_t N;
+  double n, mxi, vxi, zxi;
+  const double* sxy;  // sum_xy[p] row i
+  const double* my;   // mean_y[p]
+  const double* vy;   // var_y[p] as computed (not NaN-ed)
+  const double* zy;   // zero_y[p] flags
+  double* out;        // corr row i
+};
+void pair_corr_row(const CorrRow& row, Isa isa);
+
+}  // namespace gsnn_fast
