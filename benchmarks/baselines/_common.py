@@ -217,3 +217,17 @@ class RegressorState(nn.Module):
         for mod in self.model.ResBlocks:
             mod._store_activations = True
         self._acts = None
+
+
+class InfererState:
+    """The options and graph facts both baseline inferers start from (untimed)."""
+
+    def __init__(self, model, data, reduction="l1", use_pre_norm=True):
+        if getattr(model, "checkpoint", False):
+            raise ValueError("MagnitudeEdgeInferer requires model.checkpoint=False")
+        self.model, self.data = model, data
+        self.reduction, self.use_pre_norm = reduction, use_pre_norm
+        self.function_nodes = list(data.node_names_dict["function"])
+        self.N = len(self.function_nodes)
+        self.L = len(model.ResBlocks)
+        self.n_pairs = max(self.L - 1, 0)

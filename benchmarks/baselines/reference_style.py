@@ -41,6 +41,7 @@ import torch.nn as nn
 
 from ._common import (
     ZERO_VAR_TOL,
+    InfererState,
     RegressorState,
     build_layout,
     degree_normalized_init,
@@ -406,18 +407,11 @@ def partial_from_moments(
     return out
 
 
-class MagnitudeEdgeInferer:
+class MagnitudeEdgeInferer(InfererState):
     """Post-hoc Tier-0 inferer, library style (see the module docstring)."""
 
     def __init__(self, model, data, reduction="l1", use_pre_norm=True):
-        if getattr(model, "checkpoint", False):
-            raise ValueError("MagnitudeEdgeInferer requires model.checkpoint=False")
-        self.model, self.data = model, data
-        self.reduction, self.use_pre_norm = reduction, use_pre_norm
-        self.function_nodes = list(data.node_names_dict["function"])
-        self.N = len(self.function_nodes)
-        self.L = len(model.ResBlocks)
-        self.n_pairs = max(self.L - 1, 0)
+        super().__init__(model, data, reduction, use_pre_norm)
         n_fn, self._channel_ixs = _channel_ixs_by_fn(model)
         if n_fn != self.N:
             raise ValueError("function node count mismatch")

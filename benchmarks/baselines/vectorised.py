@@ -35,7 +35,13 @@ import torch
 from scipy import special, stats
 
 from . import reference_style as _ref
-from ._common import ZERO_VAR_TOL, RegressorState, function_channel_map, function_edges
+from ._common import (
+    ZERO_VAR_TOL,
+    InfererState,
+    RegressorState,
+    function_channel_map,
+    function_edges,
+)
 
 warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support is in beta state")
 
@@ -330,18 +336,11 @@ def partial_from_moments(
     return out
 
 
-class MagnitudeEdgeInferer:
+class MagnitudeEdgeInferer(InfererState):
     """Post-hoc Tier-0 inferer, vectorised torch (float64 statistics as torch tensors)."""
 
     def __init__(self, model, data, reduction="l1", use_pre_norm=True):
-        if getattr(model, "checkpoint", False):
-            raise ValueError("MagnitudeEdgeInferer requires model.checkpoint=False")
-        self.model, self.data = model, data
-        self.reduction, self.use_pre_norm = reduction, use_pre_norm
-        self.function_nodes = list(data.node_names_dict["function"])
-        self.N = len(self.function_nodes)
-        self.L = len(model.ResBlocks)
-        self.n_pairs = max(self.L - 1, 0)
+        super().__init__(model, data, reduction, use_pre_norm)
         self._seg = _Segments(model)
         ei = function_edges(data)
         self.adj = np.zeros((self.N, self.N), dtype=bool)
