@@ -37,15 +37,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-__all__ = [
-    "GroupLayerNorm",
-    "GroupBatchNorm",
-    "GroupRMSNorm",
-    "SoftmaxGroupNorm",
-    "GroupEMANorm",
-    "ChannelEMANorm",
-]
-
 
 def _as_group_tensor(channel_groups: Sequence[int] | torch.Tensor) -> torch.Tensor:
     cg = torch.as_tensor(channel_groups, dtype=torch.long).detach().clone().reshape(-1)
