@@ -200,6 +200,7 @@ def simulate(
     noise_scale: float = 1.0,
     special_functions: Mapping[Hashable, Callable[[list[np.ndarray]], Any]] | None = None,
     signed_edges: Mapping[tuple[Hashable, Hashable], float] | None = None,
+    _chunk_elements: int = _CHUNK_ELEMENTS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Sample training and test data from a structural model defined by a DAG.
 
@@ -239,6 +240,8 @@ def simulate(
             parents are unused (those nodes are N(0, 1)).
         signed_edges: ``{(u, v): sign}``; keys that are not edges of ``G`` are
             ignored (so a dict made for a larger graph can be reused).
+        _chunk_elements: private, the chunk size in sample x node elements (tests
+            check that the results do not depend on it).
 
     Returns:
         ``(x_train, x_test, y_train, y_test)``, float64 numpy arrays of shapes
@@ -252,32 +255,6 @@ def simulate(
         an unknown / input node, a non-numeric sign, a special function returning
         the wrong shape.
     """
-    x_train, x_test, y_train, y_test = _simulate(
-        G,
-        n_train,
-        n_test,
-        input_nodes,
-        output_nodes,
-        noise_scale=noise_scale,
-        special_functions=special_functions,
-        signed_edges=signed_edges,
-    )
-    return x_train, x_test, y_train, y_test
-
-
-def _simulate(
-    G: nx.DiGraph,
-    n_train: int,
-    n_test: int,
-    input_nodes: Sequence[Hashable],
-    output_nodes: Sequence[Hashable],
-    *,
-    noise_scale: float = 1.0,
-    special_functions: Mapping[Hashable, Callable] | None = None,
-    signed_edges: Mapping[tuple, float] | None = None,
-    chunk_elements: int = _CHUNK_ELEMENTS,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`simulate` with the chunk size exposed (tests check chunk invariance)."""
     if not isinstance(G, nx.Graph) or not G.is_directed():
         raise TypeError(f"G must be a networkx DiGraph, got {type(G).__name__}")
     if G.is_multigraph():
@@ -314,6 +291,11 @@ def _simulate(
         raise TypeError("signed_edges must be a mapping {(u, v): sign}")
 
     plan = _build_plan(G, inputs, outputs, special_functions, signed_edges)
-    x_train, y_train = _sample(plan, n_train, float(noise_scale), chunk_elements)
-    x_test, y_test = _sample(plan, n_test, float(noise_scale), chunk_elements)
+    x_train, y_train = _sample(plan, n_train, float(noise_scale), _chunk_elements)
+    x_test, y_test = _sample(plan, n_test, float(noise_scale), _chunk_elements)
     return x_train, x_test, y_train, y_test
+
+
+def _simulate(*args: Any, chunk_elements: int, **kwargs: Any) -> tuple:
+    """:func:`simulate` with another chunk size."""
+    return simulate(*args, _chunk_elements=chunk_elements, **kwargs)
