@@ -63,12 +63,26 @@ ZERO_VAR_RULES: dict[str, int] = {"relative": 0, "absolute": 1}
 LAYER_AGGS: dict[str, int] = {"mean": 0, "max": 1}
 
 
-@torch.library.register_fake("gsnn_fast::pair_corr")
-def _pair_corr_fake(sum_x, sum_y, sum_x2, sum_y2, sum_xy, n, tol, rule, agg, per_pair):
-    torch._check(sum_xy.dim() == 3, lambda: "pair_corr: sum_xy must be [P, M, N]")
+def _code(name: str, value: int | str, codes: dict[str, int]) -> int:
+    """An op code given by name (checked against ``codes``) or as the code itself."""
+    if isinstance(value, str):
+        if value not in codes:
+            raise ValueError(f"{name}: unknown value {value!r}; options are {list(codes)}")
+        return codes[value]
+    return value
+
+
+def _pair_outputs(op: str, sum_xy: torch.Tensor, per_pair: bool):
+    """The fake outputs of the pair ops: ([P, M, N] or (0,), [M, N]) float64."""
+    torch._check(sum_xy.dim() == 3, lambda: f"{op}: sum_xy must be [P, M, N]")
     P, M, N = sum_xy.shape
     pairs = sum_xy.new_empty((P, M, N) if per_pair else (0,), dtype=torch.float64)
     return pairs, sum_xy.new_empty((M, N), dtype=torch.float64)
+
+
+@torch.library.register_fake("gsnn_fast::pair_corr")
+def _pair_corr_fake(sum_x, sum_y, sum_x2, sum_y2, sum_xy, n, tol, rule, agg, per_pair):
+    return _pair_outputs("pair_corr", sum_xy, per_pair)
 
 
 def pair_corr(
@@ -106,14 +120,8 @@ def pair_corr(
         quiet NaN. Bit-identical on CPU and CUDA and for any number of threads (the
         order of rounded operations is in csrc/include/gsnn_fast/pair_corr.h).
     """
-    if isinstance(rule, str):
-        if rule not in ZERO_VAR_RULES:
-            raise ValueError(f"rule: unknown value {rule!r}; options are {list(ZERO_VAR_RULES)}")
-        rule = ZERO_VAR_RULES[rule]
-    if isinstance(agg, str):
-        if agg not in LAYER_AGGS:
-            raise ValueError(f"agg: unknown value {agg!r}; options are {list(LAYER_AGGS)}")
-        agg = LAYER_AGGS[agg]
+    rule = _code("rule", rule, ZERO_VAR_RULES)
+    agg = _code("agg", agg, LAYER_AGGS)
     return torch.ops.gsnn_fast.pair_corr.default(
         sum_x, sum_y, sum_x2, sum_y2, sum_xy, float(n), float(tol), int(rule), int(agg),
         bool(per_pair),
@@ -124,10 +132,7 @@ def pair_corr(
 def _pair_partial_corr_fake(
     sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, n, ridge, tol, agg, per_pair
 ):
-    torch._check(sum_xy.dim() == 3, lambda: "pair_partial_corr: sum_xy must be [P, N, N]")
-    P, M, N = sum_xy.shape
-    pairs = sum_xy.new_empty((P, M, N) if per_pair else (0,), dtype=torch.float64)
-    return pairs, sum_xy.new_empty((M, N), dtype=torch.float64)
+    return _pair_outputs("pair_partial_corr", sum_xy, per_pair)
 
 
 def pair_partial_corr(
@@ -163,10 +168,7 @@ def pair_partial_corr(
         NaN. Bit-identical on CPU and CUDA (the same header functions in the same
         order, csrc/include/gsnn_fast/partial_corr.h) and for any number of threads.
     """
-    if isinstance(agg, str):
-        if agg not in LAYER_AGGS:
-            raise ValueError(f"agg: unknown value {agg!r}; options are {list(LAYER_AGGS)}")
-        agg = LAYER_AGGS[agg]
+    agg = _code("agg", agg, LAYER_AGGS)
     return torch.ops.gsnn_fast.pair_partial_corr.default(
         sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, float(n), float(ridge),
         float(tol), int(agg), bool(per_pair),
