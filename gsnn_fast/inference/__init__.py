@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from .gradient_edge_scorer import GradientEdgeScorer
 from .magnitude_edge_inferer import MagnitudeEdgeInferer, ScoreMatrices
 from .magnitude_edge_regressor import MagnitudeEdgeRegressor
 
-__all__ = ["MagnitudeEdgeInferer", "MagnitudeEdgeRegressor", "ScoreMatrices"]
+__all__ = ["GradientEdgeScorer", "MagnitudeEdgeInferer", "MagnitudeEdgeRegressor", "ScoreMatrices"]
