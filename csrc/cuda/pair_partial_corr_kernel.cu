@@ -68,9 +68,9 @@ __global__ void __launch_bounds__(kPartialCorrThreads)
   double* Lp = smem;                                      // tri(smax) doubles
   double* alpha = Lp + tri(smax);                         // smax doubles
   int64_t* S = reinterpret_cast<int64_t*>(alpha + smax);  // smax indices
-  __shared__ int factored;                                // written by thread 0 between barriers
-  __shared__ int usable;
-  __shared__ double vy_s;
+  GSNN_SHARED(int, factored);                             // written by thread 0 between barriers
+  GSNN_SHARED(int, usable);
+  GSNN_SHARED(double, vy_s);
 
   const int tid = threadIdx.x;
   const int64_t nthreads = blockDim.x;
