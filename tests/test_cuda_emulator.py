@@ -3,11 +3,12 @@
 
 Every launcher of csrc/cuda/launchers.h is called the way its torch glue
 (csrc/cuda/*_cuda.cpp) calls it: the same transposes, scratch sizes and number of
-blocks. "tsan" runs are built with ThreadSanitizer and fail on any race between
-the threads of a block; "fast" runs (no sanitizer) take the larger cases. Every
-run also fails on a launch beyond CUDA's limits (threads per block, grid size,
-shared memory with and without the opt-in). The self-tests at the end plant such
-bugs and check that each one is reported."""
+blocks. Each case runs on two builds of the emulator: "tsan" (ThreadSanitizer:
+fails on a race between two threads of a block or between two blocks) and "asan"
+(AddressSanitizer: fails on an access past the end of a buffer); the larger cases
+run on "asan" only. Every run also fails on a launch beyond CUDA's limits
+(threads per block, grid size, shared memory with and without the opt-in). The
+self-tests at the end plant such bugs and check that each one is reported."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from .emulator.harness import F64, I32, I64, Modes, call
 
 ops = torch.ops.gsnn_fast
 THREADS = 128  # kPartialCorrThreads (gsnn_fast/partial_corr.h)
+BOTH = ("tsan", "asan")
 MEAN, MAX = 0, 1
 RELATIVE, ABSOLUTE = 0, 1
 
@@ -60,6 +62,15 @@ def assert_bits(got: np.ndarray, want, what: str) -> None:
             f"{what}: {len(bad)} of {got.size} elements differ; first at {k}: "
             f"emulator {got[k]!r} ({int(g[k]):#x}) vs CPU {want[k]!r} ({int(w[k]):#x})"
         )
+
+
+def run_checked(calls, compare, variants=BOTH) -> None:
+    """Runs the calls on each emulator build; each run must be clean (no race, no
+    limit violation, every launcher returned cudaSuccess), then `compare()`
+    checks the outputs of that run."""
+    for v in variants:
+        emu.run(calls, v).check_clean()
+        compare()
 
 
 def solve_blocks(systems: int, smax: int) -> int:
@@ -108,8 +119,7 @@ def test_segment_magnitude(dtype, modes):
     out = poison((len(modes), L, B, N))
     name = "segment_magnitude_f32" if dtype == np.float32 else "segment_magnitude_f64"
     c = call(name, x, ptr, Modes(modes), I64(L), I64(B), I64(C), I64(N), out)
-    emu.run([c], "tsan").check_clean()
-    assert_bits(c.out[7], want, "segment_magnitude")
+    run_checked([c], lambda: assert_bits(c.out[7], want, "segment_magnitude"))
 
 
 # --- sparse_linear -----------------------------------------------------------------
@@ -157,22 +167,30 @@ def test_sparse_linear(dtype, B, with_bias):
         call(f"sparse_linear_grad_bias_{sfx}", np_(gout), I64(B), I64(n_out),
              poison((n_out,), dtype)),
     ]  # fmt: skip
-    emu.run(calls, "tsan").check_clean()
-    assert_bits(calls[0].out[7], y, "spmm (forward)")
-    assert_bits(calls[1].out[7], gx, "spmm (grad_x)")
-    assert_bits(calls[2].out[8], gv, "grad_values")
-    assert_bits(calls[3].out[3], gb, "grad_bias")
+
+    def compare():
+        assert_bits(calls[0].out[7], y, "spmm (forward)")
+        assert_bits(calls[1].out[7], gx, "spmm (grad_x)")
+        assert_bits(calls[2].out[8], gv, "grad_values")
+        assert_bits(calls[3].out[3], gb, "grad_bias")
+
+    run_checked(calls, compare)
 
 
 # --- pair_stats_update -------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("L", "B", "N", "variant"),
-    [(3, 37, 130, "tsan"), (2, 16, 64, "tsan"), (2, 5, 1, "tsan"), (4, 70, 200, "fast")],
+    ("L", "B", "N", "variants"),
+    [
+        pytest.param(3, 37, 130, BOTH, id="N130-B37"),
+        pytest.param(2, 16, 64, BOTH, id="N64-B16"),
+        pytest.param(2, 5, 1, BOTH, id="N1-B5"),
+        pytest.param(4, 70, 200, ("asan",), id="N200-B70-asan"),
+    ],
 )
 @pytest.mark.parametrize("with_xx", [True, False])
-def test_pair_stats_update(L, B, N, variant, with_xx):
+def test_pair_stats_update(L, B, N, variants, with_xx):
     rng = np.random.default_rng(N + B)
     x = rng.standard_normal((L, B, N)) * 2.0 ** rng.integers(-8, 9, (L, B, N))
     y = rng.standard_normal((L, B, N))
@@ -185,11 +203,14 @@ def test_pair_stats_update(L, B, N, variant, with_xx):
     want_xx = torch.from_numpy(sum_xx.copy()) if with_xx else None
     ops.pair_stats_update(torch.from_numpy(x), torch.from_numpy(y), *want, want_xx)
     c = call("pair_stats_update", x, y, I64(L), I64(B), I64(N), *sums, sum_xx)
-    emu.run([c], variant).check_clean()
-    for k, name in enumerate(["sum_x", "sum_y", "sum_x2", "sum_y2", "sum_xy"]):
-        assert_bits(c.out[5 + k], want[k], name)
-    if with_xx:
-        assert_bits(c.out[10], want_xx, "sum_xx")
+
+    def compare():
+        for k, name in enumerate(["sum_x", "sum_y", "sum_x2", "sum_y2", "sum_xy"]):
+            assert_bits(c.out[5 + k], want[k], name)
+        if with_xx:
+            assert_bits(c.out[10], want_xx, "sum_xx")
+
+    run_checked([c], compare, variants)
 
 
 # --- pair_corr ---------------------------------------------------------------------
@@ -224,10 +245,13 @@ def test_pair_corr(rule, agg, per_pair):
         "pair_corr", *sums, I64(P), I64(M), I64(N), F64(n), F64(tol), I32(rule), I32(agg),
         poison((3 * P * (M + N),)), poison((P, M, N)) if per_pair else None, poison((M, N)),
     )  # fmt: skip
-    emu.run([c], "tsan").check_clean()
-    assert_bits(c.out[14], want, "pair_corr out")
-    if per_pair:
-        assert_bits(c.out[13], want_pp, "pair_corr per_pair")
+
+    def compare():
+        assert_bits(c.out[14], want, "pair_corr out")
+        if per_pair:
+            assert_bits(c.out[13], want_pp, "pair_corr per_pair")
+
+    run_checked([c], compare)
 
 
 # --- partial_corr ------------------------------------------------------------------
@@ -264,7 +288,7 @@ def partial_inputs(P, N, sizes, seed, big=()):
     return [corr, cov_xy, cov_xx, var_x, var_y], sets
 
 
-def run_partial_corr(inputs, sets, ridge, tol, num_blocks, variant):
+def run_partial_corr(inputs, sets, ridge, tol, num_blocks, variants=BOTH):
     P, N = inputs[0].shape[:2]
     ptr, idx = csr(sets)
     smax = max(len(s) for s in sets)
@@ -275,8 +299,7 @@ def run_partial_corr(inputs, sets, ridge, tol, num_blocks, variant):
         "partial_corr", *inputs, ptr, idx, I64(P), I64(N), I64(smax), F64(ridge), F64(tol),
         poison((P, N, N)), poison((max(1, blocks * THREADS * smax),)), I64(blocks),
     )  # fmt: skip
-    emu.run([c], variant).check_clean()
-    assert_bits(c.out[12], want, "partial_corr")
+    run_checked([c], lambda: assert_bits(c.out[12], want, "partial_corr"), variants)
 
 
 @pytest.mark.parametrize("num_blocks", [None, 7, 1])
@@ -284,7 +307,7 @@ def run_partial_corr(inputs, sets, ridge, tol, num_blocks, variant):
 def test_partial_corr_sets_0_to_33(num_blocks, ridge):
     """Sets of 0..33 members; num_blocks < P * N: a block solves several systems."""
     inputs, sets = partial_inputs(2, 40, list(range(34)), seed=5)
-    run_partial_corr(inputs, sets, ridge, 1e-12, num_blocks, "tsan")
+    run_partial_corr(inputs, sets, ridge, 1e-12, num_blocks)
 
 
 @pytest.mark.parametrize("num_blocks", [None, 3])
@@ -293,18 +316,18 @@ def test_partial_corr_set_of_150(num_blocks):
     48 KiB default, so the launcher must opt in (the emulator fails it otherwise).
     The other sets are empty or small, which keeps the run short under TSan."""
     inputs, sets = partial_inputs(1, 152, [0, 0, 0, 1, 0, 33], seed=6, big=(150,))
-    run_partial_corr(inputs, sets, 0.0, 1e-12, num_blocks, "tsan")
+    run_partial_corr(inputs, sets, 0.0, 1e-12, num_blocks)
 
 
 def test_partial_corr_large():
     inputs, sets = partial_inputs(2, 170, list(range(34)), seed=7, big=(150, 120))
-    run_partial_corr(inputs, sets, 1e-8, 1e-12, None, "fast")
-    run_partial_corr(inputs, sets, 1e-8, 1e-12, 11, "fast")
+    run_partial_corr(inputs, sets, 1e-8, 1e-12, None, ("asan",))
+    run_partial_corr(inputs, sets, 1e-8, 1e-12, 11, ("asan",))
 
 
 def test_partial_corr_no_sets():
     inputs, sets = partial_inputs(2, 20, [0], seed=8)
-    run_partial_corr(inputs, sets, 0.0, 1e-12, None, "tsan")
+    run_partial_corr(inputs, sets, 0.0, 1e-12, None)
 
 
 # --- pair_partial_corr -------------------------------------------------------------
@@ -337,7 +360,7 @@ def ppc_inputs(P, B, N, sizes, seed, big=()):
     return sums, float(B), sets
 
 
-def run_pair_partial_corr(sums, n, sets, ridge, agg, per_pair, num_blocks, variant):
+def run_pair_partial_corr(sums, n, sets, ridge, agg, per_pair, num_blocks, variants=BOTH):
     P, N = sums[0].shape
     ptr, idx = csr(sets)
     smax = max(len(s) for s in sets)
@@ -354,10 +377,13 @@ def run_pair_partial_corr(sums, n, sets, ridge, agg, per_pair, num_blocks, varia
         F64(tol), I32(agg), poison((P, N, N)) if per_pair else None, poison((N, N)),
         poison((max(1, work),)), I64(blocks),
     )  # fmt: skip
-    emu.run([c], variant).check_clean()
-    assert_bits(c.out[16], want, "pair_partial_corr out")
-    if per_pair:
-        assert_bits(c.out[15], want_pp, "pair_partial_corr per_pair")
+
+    def compare():
+        assert_bits(c.out[16], want, "pair_partial_corr out")
+        if per_pair:
+            assert_bits(c.out[15], want_pp, "pair_partial_corr per_pair")
+
+    run_checked([c], compare, variants)
 
 
 # Runs once csrc/cuda/pair_partial_corr_kernel.cu exists (the harness builds every
@@ -371,7 +397,7 @@ needs_ppc = pytest.mark.skipif(not PPC_KERNEL.exists(), reason="no pair_partial_
 @pytest.mark.parametrize(("ridge", "num_blocks"), [(0.0, None), (1e-6, 5)])
 def test_pair_partial_corr_sets_0_to_33(agg, per_pair, ridge, num_blocks):
     sums, n, sets = ppc_inputs(2, 12, 40, list(range(34)), seed=11)
-    run_pair_partial_corr(sums, n, sets, ridge, agg, per_pair, num_blocks, "tsan")
+    run_pair_partial_corr(sums, n, sets, ridge, agg, per_pair, num_blocks)
 
 
 @needs_ppc
@@ -380,23 +406,23 @@ def test_pair_partial_corr_set_of_150(agg):
     """A set of 150 members: the systems kernel must opt in to 93,000 bytes of
     dynamic shared memory."""
     sums, n, sets = ppc_inputs(2, 9, 152, [0, 0, 1, 0, 0, 33], seed=12, big=(150,))
-    run_pair_partial_corr(sums, n, sets, 0.0, agg, True, 3, "tsan")
+    run_pair_partial_corr(sums, n, sets, 0.0, agg, True, 3)
 
 
 @needs_ppc
 @pytest.mark.parametrize("per_pair", [True, False])
 def test_pair_partial_corr_large(per_pair):
     sums, n, sets = ppc_inputs(3, 40, 170, list(range(34)), seed=13, big=(150, 97))
-    run_pair_partial_corr(sums, n, sets, 1e-8, MEAN, per_pair, None, "fast")
-    run_pair_partial_corr(sums, n, sets, 1e-8, MAX, per_pair, 13, "fast")
+    run_pair_partial_corr(sums, n, sets, 1e-8, MEAN, per_pair, None, ("asan",))
+    run_pair_partial_corr(sums, n, sets, 1e-8, MAX, per_pair, 13, ("asan",))
 
 
 @needs_ppc
 def test_pair_partial_corr_no_pairs_or_sets():
     sums, n, sets = ppc_inputs(2, 7, 20, [0], seed=14)
-    run_pair_partial_corr(sums, n, sets, 0.0, MAX, False, None, "tsan")
+    run_pair_partial_corr(sums, n, sets, 0.0, MAX, False, None)
     empty = [s[:0] for s in sums]  # P = 0: the aggregate is all NaN
-    run_pair_partial_corr(empty, n, sets, 0.0, MEAN, False, None, "tsan")
+    run_pair_partial_corr(empty, n, sets, 0.0, MEAN, False, None)
 
 
 # --- the emulator's own checks -----------------------------------------------------
@@ -407,9 +433,10 @@ def run_one(name, *args, variant="tsan"):
     return c, emu.run([c], variant)
 
 
-def test_selftest_correct_kernels_pass():
+@pytest.mark.parametrize("plain_shared", [0, 1])
+def test_selftest_correct_kernels_pass(plain_shared):
     x = np.arange(1000.0)
-    c, r = run_one("selftest_block_sum", x, I64(1000), np.zeros(4), I32(1))
+    c, r = run_one("selftest_block_sum", x, I64(1000), np.zeros(4), I32(1), I32(plain_shared))
     r.check_clean()
     np.testing.assert_array_equal(c.out[2], [x[k * 256 : (k + 1) * 256].sum() for k in range(4)])
     c, r = run_one("selftest_block_scratch", np.zeros(256), np.zeros(256), I32(1))
@@ -422,8 +449,10 @@ def test_selftest_correct_kernels_pass():
 @pytest.mark.parametrize(
     ("name", "args", "what"),
     [
-        ("selftest_block_sum", (np.arange(1000.0), I64(1000), np.zeros(4), I32(0)),
+        ("selftest_block_sum", (np.arange(1000.0), I64(1000), np.zeros(4), I32(0), I32(0)),
          "shared memory, missing __syncthreads()"),
+        ("selftest_block_sum", (np.arange(1000.0), I64(1000), np.zeros(4), I32(0), I32(1)),
+         "plain __shared__ memory, missing __syncthreads()"),
         ("selftest_flag_race", (np.zeros(64), I32(0)), "shared flag read while thread 0 writes"),
         ("selftest_block_scratch", (np.zeros(256), np.zeros(256), I32(0)),
          "global memory, two blocks"),
@@ -435,6 +464,16 @@ def test_selftest_races_are_reported(name, args, what):
     assert r.races >= 1, f"{what}: no race reported\n{r.stderr[-3000:]}"
     assert r.returncode != 0
     assert c.status == 0 and c.violations == 0  # a race is not a launch error
+
+
+def test_selftest_past_end_is_reported():
+    c, r = run_one("selftest_past_end", np.zeros(10), I64(10), variant="asan")
+    assert r.returncode != 0
+    assert "AddressSanitizer: heap-buffer-overflow" in r.stderr, r.stderr[-3000:]
+    assert "past_end_kernel" in r.stderr
+    c, r = run_one("selftest_past_end", np.zeros(10), I64(9), variant="asan")
+    r.check_clean()
+    np.testing.assert_array_equal(c.out[0], np.ones(10))
 
 
 @pytest.mark.parametrize(
@@ -449,7 +488,7 @@ def test_selftest_races_are_reported(name, args, what):
          "more than the 232448"),
     ],
 )  # fmt: skip
-@pytest.mark.parametrize("variant", ["tsan", "fast"])
+@pytest.mark.parametrize("variant", BOTH)
 def test_selftest_limits_are_reported(name, args, status, message, variant):
     c, r = run_one(name, *args, variant=variant)
     assert c.status == status and c.violations == 1, (c.status, c.violations, r.stderr)
@@ -457,7 +496,7 @@ def test_selftest_limits_are_reported(name, args, status, message, variant):
     assert any(message in line for line in r.reports), r.reports
 
 
-@pytest.mark.parametrize("variant", ["tsan", "fast"])
+@pytest.mark.parametrize("variant", BOTH)
 def test_selftest_limits_within_bounds_pass(variant):
     calls = [
         call("selftest_fill", np.zeros(1024), I64(1024)),

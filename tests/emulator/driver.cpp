@@ -138,7 +138,7 @@ std::map<std::string, Launcher> launchers() {
                                     a.f64(13), a.i32(14), a.d(15), a.d(16), a.d(17), a.i64(18), s);
   };
   m["selftest_block_sum"] = [=](const Args& a) {
-    return st::launch_block_sum(a.cd(0), a.i64(1), a.d(2), a.i32(3), s);
+    return st::launch_block_sum(a.cd(0), a.i64(1), a.d(2), a.i32(3), a.i32(4), s);
   };
   m["selftest_fill"] = [=](const Args& a) { return st::launch_fill(a.d(0), a.i64(1), s); };
   m["selftest_grid_y"] = [=](const Args& a) { return st::launch_grid_y(a.d(0), a.i64(1), s); };
@@ -155,6 +155,7 @@ std::map<std::string, Launcher> launchers() {
     return st::launch_block_scratch(a.d(0), a.d(1), a.i32(2), s);
   };
   m["selftest_global_race"] = [=](const Args& a) { return st::launch_global_race(a.d(0), s); };
+  m["selftest_past_end"] = [=](const Args& a) { return st::launch_past_end(a.d(0), a.i64(1), s); };
   return m;
 }
 

@@ -6,7 +6,7 @@
 //   GSNN_LAUNCH(kernel, grid, block, smem, stream)(args...);
 // (csrc/cuda/launch.h) then runs the whole grid on the calling OS thread:
 //   * the blocks run one after another (x fastest, then y, then z);
-//   * the threads of a block are fibers (ucontext), one per CUDA thread, each on
+//   * the threads of a block are fibers, one per CUDA thread, each on
 //     its own stack. A fiber runs until it reaches __syncthreads() or returns; the
 //     block resumes its fibers once every thread is waiting at the barrier.
 //     Consecutive blocks use two different pools of fibers.
@@ -46,6 +46,12 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+// AddressSanitizer (the "fast" build): told about every stack switch.
+#include <sanitizer/common_interface_defs.h>
+#define GSNN_EMU_ASAN 1
+#endif
 
 #if defined(__SANITIZE_THREAD__)
 #define GSNN_EMU_TSAN 1
@@ -166,10 +172,81 @@ inline void hb_acquire(void*) {}
 
 enum FiberState { kReady, kAtBarrier, kDone };
 
+#if defined(__x86_64__)
+// A context switch without system calls (swapcontext saves and restores the
+// signal mask, two system calls per switch): the callee-saved registers, the
+// SSE / x87 control words and the stack pointer. gsnn_emu_switch(from, to)
+// saves the running context's stack pointer in *from and resumes `to`.
+struct Context {
+  void* sp = nullptr;
+};
+extern "C" void gsnn_emu_switch(void** from_sp, void* to_sp);
+asm(R"(
+  .text
+  .weak gsnn_emu_switch
+  .type gsnn_emu_switch, @function
+gsnn_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size gsnn_emu_switch, .-gsnn_emu_switch
+)");
+
+inline void switch_context(Context* from, Context* to) { gsnn_emu_switch(&from->sp, to->sp); }
+
+// A stack whose first switch "returns" into entry (which never returns).
+inline void make_context(Context* c, void* stack, size_t bytes, void (*entry)()) {
+  uintptr_t top = (reinterpret_cast<uintptr_t>(stack) + bytes) & ~uintptr_t{15};
+  uint64_t* ret_slot = reinterpret_cast<uint64_t*>(top - 16);  // 16-byte aligned
+  ret_slot[0] = reinterpret_cast<uint64_t>(entry);
+  ret_slot[1] = 0;
+  uint64_t* sp = ret_slot - 7;  // rbp, rbx, r12..r15, control words
+  for (int k = 1; k < 7; ++k) sp[k] = 0;
+  uint32_t mxcsr;
+  uint16_t fpucw;
+  asm volatile("stmxcsr %0" : "=m"(mxcsr));
+  asm volatile("fnstcw %0" : "=m"(fpucw));
+  std::memcpy(sp, &mxcsr, 4);
+  std::memcpy(reinterpret_cast<char*>(sp) + 4, &fpucw, 2);
+  c->sp = sp;
+}
+#else
+struct Context {
+  ucontext_t uc;
+};
+inline void switch_context(Context* from, Context* to) { swapcontext(&from->uc, &to->uc); }
+inline void make_context(Context* c, void* stack, size_t bytes, void (*entry)()) {
+  getcontext(&c->uc);
+  c->uc.uc_stack.ss_sp = stack;
+  c->uc.uc_stack.ss_size = bytes;
+  c->uc.uc_link = nullptr;
+  makecontext(&c->uc, entry, 0);
+}
+#endif
+
 struct Fiber {
-  ucontext_t ctx;
+  Context ctx;
   void* stack = nullptr;
   void* tsan = nullptr;
+  void* asan_fake_stack = nullptr;
   uint3 tid{0, 0, 0};
   FiberState state = kReady;
   uint64_t phase = 0;  // barriers passed in the current block
@@ -202,8 +279,11 @@ struct Runtime {
   cudaError_t last_error = cudaSuccess;
   std::vector<std::pair<const void*, int>> max_dyn_attr;  // per kernel, opt-ins
   std::vector<Fiber*> pools[2];  // fibers, grown on demand; blocks alternate the pools
-  ucontext_t main_ctx;
+  Context main_ctx;
   void* main_tsan = nullptr;
+  void* main_asan_fake_stack = nullptr;
+  const void* main_stack_bottom = nullptr;  // the host's stack, as ASan saw it
+  size_t main_stack_size = 0;
   Fiber* current = nullptr;
   LaunchState* launch = nullptr;
   char* barrier_sync = nullptr;  // two sync objects, fresh for every block
@@ -234,12 +314,22 @@ inline void to_main() {
 #if defined(GSNN_EMU_TSAN)
   __tsan_switch_to_fiber(r.main_tsan, 1u);  // no synchronisation
 #endif
-  swapcontext(&f->ctx, &r.main_ctx);
+#if defined(GSNN_EMU_ASAN)
+  __sanitizer_start_switch_fiber(&f->asan_fake_stack, r.main_stack_bottom, r.main_stack_size);
+#endif
+  switch_context(&f->ctx, &r.main_ctx);
+#if defined(GSNN_EMU_ASAN)
+  __sanitizer_finish_switch_fiber(f->asan_fake_stack, nullptr, nullptr);
+#endif
   Untracked u;
   threadIdx = f->tid;  // resumed: this fiber's indices again
 }
 
 inline void fiber_entry() {
+#if defined(GSNN_EMU_ASAN)
+  // First entry: ASan hands over the bounds of the host's stack.
+  __sanitizer_finish_switch_fiber(nullptr, &rt().main_stack_bottom, &rt().main_stack_size);
+#endif
   for (;;) {
     Runtime& r = rt();
     std::function<void()>* body;
@@ -269,11 +359,7 @@ inline Fiber* pool_fiber(int pool, size_t i) {
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (f->stack == MAP_FAILED) fatal("cannot map a fiber stack");
     mprotect(f->stack, 4096, PROT_NONE);  // guard page: a stack overflow faults
-    getcontext(&f->ctx);
-    f->ctx.uc_stack.ss_sp = f->stack;
-    f->ctx.uc_stack.ss_size = kStackBytes;
-    f->ctx.uc_link = nullptr;
-    makecontext(&f->ctx, fiber_entry, 0);
+    make_context(&f->ctx, f->stack, kStackBytes, fiber_entry);
 #if defined(GSNN_EMU_TSAN)
     if (r.main_tsan == nullptr) r.main_tsan = __tsan_get_current_fiber();
     f->tsan = __tsan_create_fiber(0);
@@ -292,7 +378,13 @@ inline void resume(Fiber* f) {
 #if defined(GSNN_EMU_TSAN)
   __tsan_switch_to_fiber(f->tsan, 1u);  // no synchronisation
 #endif
-  swapcontext(&r.main_ctx, &f->ctx);
+#if defined(GSNN_EMU_ASAN)
+  __sanitizer_start_switch_fiber(&r.main_asan_fake_stack, f->stack, kStackBytes);
+#endif
+  switch_context(&r.main_ctx, &f->ctx);
+#if defined(GSNN_EMU_ASAN)
+  __sanitizer_finish_switch_fiber(r.main_asan_fake_stack, &r.main_stack_bottom, &r.main_stack_size);
+#endif
 }
 
 inline void report(std::string msg) {
@@ -330,25 +422,36 @@ inline void static_shared_range(char** begin, size_t* bytes) {
 // Before every block: the shared memory (static and dynamic) gets fresh pages
 // under TSan, and every byte is set to 0xff (a NaN as a double, -1 as an
 // integer), so that nothing a previous block left there passes for a value.
-inline void fresh_shared(LaunchState& L) {
+inline void fresh_shared(LaunchState& L, bool first_block) {
   if (L.statics_arena != nullptr) {
-    // The part in use (known after the first block), at least 64 KiB.
-    size_t used = round_pages(static_cast<size_t>(L.static_bytes));
-    if (used < 64 * 1024) used = 64 * 1024;
-    if (kTsan) remap(L.statics_arena, used);
+    // The part in use (known after the first block; the first block gets fresh
+    // pages from the launch's mmap, poisoned here).
+    const size_t used =
+        first_block ? size_t{64 * 1024} : round_pages(static_cast<size_t>(L.static_bytes));
+    if (kTsan && !first_block && used > 0) remap(L.statics_arena, used);
     std::memset(L.statics_arena, 0xff, used);
   }
   if (L.dyn != nullptr) {
-    if (kTsan) remap(L.dyn, round_pages(static_cast<size_t>(L.dyn_bytes)));
+    if (kTsan && !first_block) remap(L.dyn, round_pages(static_cast<size_t>(L.dyn_bytes)));
     std::memset(L.dyn, 0xff, static_cast<size_t>(L.dyn_bytes));
   }
+  // Plain __shared__ statics (of any kernel): only when the last block wrote
+  // some (the bytes are no longer all 0xff; read with TSan looking away).
   char* begin;
   size_t bytes;
   static_shared_range(&begin, &bytes);
-  if (bytes > 0) {
-    if (kTsan) remap(begin, bytes);
-    std::memset(begin, 0xff, bytes);
+  if (bytes == 0) return;
+  bool dirty = false;
+  {
+    Untracked u;
+    static unsigned char ones[kPage];
+    if (ones[0] != 0xff) std::memset(ones, 0xff, kPage);
+    for (size_t k = 0; k < bytes && !dirty; k += kPage)
+      dirty = std::memcmp(begin + k, ones, bytes - k < kPage ? bytes - k : kPage) != 0;
   }
+  if (!dirty) return;
+  if (kTsan) remap(begin, bytes);
+  std::memset(begin, 0xff, bytes);
 }
 
 // Runs every block of the launch L with T threads each.
@@ -386,7 +489,7 @@ inline void run_grid(LaunchState& L) {
           Untracked u;
           blockIdx = uint3{bx, by, bz};
         }
-        fresh_shared(L);
+        fresh_shared(L, nblock == 1);
         ++r.blocks;
         for (Fiber* f : fs) f->state = kReady;
         char* sync = new char[2];

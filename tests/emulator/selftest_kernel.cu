@@ -11,8 +11,8 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__global__ void block_sum_kernel(const double* x, int64_t n, double* out, int32_t with_barrier) {
-  GSNN_SHARED_ARRAY(double, tile, kThreads);
+__device__ void block_sum(const double* x, int64_t n, double* out, int32_t with_barrier,
+                          double* tile) {
   const int tid = threadIdx.x;
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + tid;
   tile[tid] = i < n ? x[i] : 0.0;
@@ -26,6 +26,17 @@ __global__ void block_sum_kernel(const double* x, int64_t n, double* out, int32_
     if (with_barrier) __syncthreads();
   }
   if (tid == 0) out[blockIdx.x] = tile[0];
+}
+
+__global__ void block_sum_kernel(const double* x, int64_t n, double* out, int32_t with_barrier) {
+  GSNN_SHARED_ARRAY(double, tile, kThreads);
+  block_sum(x, n, out, with_barrier, tile);
+}
+
+__global__ void block_sum_plain_kernel(const double* x, int64_t n, double* out,
+                                       int32_t with_barrier) {
+  __shared__ double tile[kThreads];
+  block_sum(x, n, out, with_barrier, tile);
 }
 
 __global__ void fill_kernel(double* out) { out[threadIdx.x] = threadIdx.x; }
@@ -67,11 +78,19 @@ __global__ void block_scratch_kernel(double* scratch, double* out, int32_t per_b
 
 __global__ void global_race_kernel(double* out) { out[0] = threadIdx.x; }
 
+__global__ void past_end_kernel(double* out, int64_t n) {
+  if (threadIdx.x <= n) out[threadIdx.x] = 1.0;  // should be < n
+}
+
 }  // namespace
 
 cudaError_t launch_block_sum(const double* x, int64_t n, double* out, int32_t with_barrier,
-                             cudaStream_t stream) {
+                             int32_t plain_shared, cudaStream_t stream) {
   const unsigned int blocks = static_cast<unsigned int>((n + kThreads - 1) / kThreads);
+  if (plain_shared) {
+    GSNN_LAUNCH(block_sum_plain_kernel, blocks, kThreads, 0, stream)(x, n, out, with_barrier);
+    return cudaGetLastError();
+  }
   GSNN_LAUNCH(block_sum_kernel, blocks, kThreads, 0, stream)(x, n, out, with_barrier);
   return cudaGetLastError();
 }
@@ -118,6 +137,11 @@ cudaError_t launch_block_scratch(double* scratch, double* out, int32_t per_block
 
 cudaError_t launch_global_race(double* out, cudaStream_t stream) {
   GSNN_LAUNCH(global_race_kernel, 1, 32, 0, stream)(out);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_past_end(double* out, int64_t n, cudaStream_t stream) {
+  GSNN_LAUNCH(past_end_kernel, 1, 64, 0, stream)(out, n);
   return cudaGetLastError();
 }
 
