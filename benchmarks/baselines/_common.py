@@ -6,6 +6,7 @@ is written for clarity and speed of setup rather than in either baseline's style
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -217,6 +218,21 @@ class RegressorState(nn.Module):
         for mod in self.model.ResBlocks:
             mod._store_activations = True
         self._acts = None
+
+    def maybe_save_best(self, metric, mode="max"):
+        if metric is None or math.isnan(float(metric)):
+            return False
+        best = self._best_metric
+        if best is None or (metric > best if mode == "max" else metric < best):
+            self._best_metric = float(metric)
+            self._best_state = copy.deepcopy(self.state_dict())
+            return True
+        return False
+
+    def load_best(self):
+        if self._best_state is None:
+            raise RuntimeError("load_best: nothing was saved yet")
+        self.load_state_dict(self._best_state)
 
 
 class InfererState:

@@ -28,7 +28,6 @@ options), NaN handling of partial correlations, gsnn_fast's homogeneous layout.
 
 from __future__ import annotations
 
-import copy
 import math
 
 import networkx as nx
@@ -792,21 +791,6 @@ class MagnitudeEdgeRegressor(RegressorState):
         return out
 
     evaluate_target_ranking = staticmethod(evaluate_target_ranking)
-
-    def maybe_save_best(self, metric, mode="max"):
-        if metric is None or (isinstance(metric, float) and math.isnan(metric)):
-            return False
-        best = self._best_metric
-        if best is None or (metric > best if mode == "max" else metric < best):
-            self._best_metric = float(metric)
-            self._best_state = copy.deepcopy(self.state_dict())
-            return True
-        return False
-
-    def load_best(self):
-        if self._best_state is None:
-            raise RuntimeError("No best checkpoint saved")
-        self.load_state_dict(self._best_state)
 
 
 # ========================================================================== simulate

@@ -24,7 +24,6 @@ gsnn_fast (checked by ``tests/test_baselines.py``), computed with whole-array to
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 
@@ -621,21 +620,6 @@ class MagnitudeEdgeRegressor(RegressorState):
         return out
 
     evaluate_target_ranking = staticmethod(evaluate_target_ranking)
-
-    def maybe_save_best(self, metric, mode="max"):
-        if metric is None or math.isnan(float(metric)):
-            return False
-        best = self._best_metric
-        if best is None or (metric > best if mode == "max" else metric < best):
-            self._best_metric = float(metric)
-            self._best_state = copy.deepcopy(self.state_dict())
-            return True
-        return False
-
-    def load_best(self):
-        if self._best_state is None:
-            raise RuntimeError("No best checkpoint saved")
-        self.load_state_dict(self._best_state)
 
 
 # ========================================================================== simulate
