@@ -224,23 +224,27 @@ class GroupBatchNorm(_RunningStats, _Grouped):
     Args:
         channel_groups: ``[C]`` channel -> group index.
         eps: default ``1e-5``. momentum: default ``0.1``.
-        affine: default ``False`` (the class default of the pure-torch library;
-            :class:`ResBlock` passes its own ``affine`` flag, ``True`` by default).
+        affine: learn per-group ``gamma``/``beta``; None (default) takes the class's
+            ``affine_default``, ``False`` here as in the pure-torch library
+            (:class:`ResBlock` passes its own ``affine`` flag, ``True`` by default).
         track_running_stats: default ``True``.
 
     Shapes: input ``(B, C)`` or ``(B, C, 1)``; output ``(B, C, 1)``.
     """
+
+    affine_default = False
 
     def __init__(
         self,
         channel_groups: Sequence[int] | torch.Tensor,
         eps: float = 1e-5,
         momentum: float = 0.1,
-        affine: bool = False,
+        affine: bool | None = None,
         track_running_stats: bool = True,
     ) -> None:
         super().__init__()
         self._init_groups(channel_groups)
+        affine = self.affine_default if affine is None else affine
         self._init_running(self.num_groups, eps, momentum, affine, track_running_stats)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -319,15 +323,7 @@ class GroupEMANorm(GroupBatchNorm):
     Shapes: input ``(B, C)`` -> ``(B, C)``; ``(B, C, 1)`` -> ``(B, C, 1)``.
     """
 
-    def __init__(
-        self,
-        channel_groups: Sequence[int] | torch.Tensor,
-        eps: float = 1e-5,
-        momentum: float = 0.1,
-        affine: bool = True,
-        track_running_stats: bool = True,
-    ) -> None:
-        super().__init__(channel_groups, eps, momentum, affine, track_running_stats)
+    affine_default = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         was3 = x.dim() == 3
