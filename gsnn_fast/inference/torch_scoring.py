@@ -9,8 +9,8 @@
   correlation under the absolute zero-variance rule (``zero_var='absolute'``), solved
   by LU factorisation so that an exactly singular conditioning system is detected.
 
-The ``pair_partial_corr`` composition for devices without that op
-(``gsnn_fast._ops.pair_partial_corr_torch``) uses the first two as well.
+``tests/test_pair_partial_corr.py`` also composes the ``pair_partial_corr`` op's result
+from the first two and checks the op against it bit for bit.
 """
 
 from __future__ import annotations
