@@ -101,16 +101,32 @@ def build(variants: tuple[str, ...] = ("tsan", "asan")) -> dict[str, Path]:
         jobs.append([*flags, "-c", str(HERE / "driver.cpp"), "-o", str(obj)])
         objs.append(obj)
         links.append((tmp, target, [*VARIANTS[v], *map(str, objs), "-o", str(tmp / "driver")]))
-    if jobs:
-        with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as ex:
-            list(ex.map(_compile, jobs))
-    for tmp, target, link in links:
-        _compile(link)
+    try:
+        if jobs:
+            with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as ex:
+                list(ex.map(_compile, jobs))
+        for _, _, link in links:
+            _compile(link)
+    except Exception:
+        for tmp, _, _ in links:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for tmp, target, _ in links:
         try:
             os.replace(tmp, target)  # atomic; another session may have won the race
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
+    if links:
+        _prune(variants)
     return out
+
+
+def _prune(variants, keep: int = 3) -> None:
+    """Removes all but the `keep` newest builds of each variant."""
+    for v in variants:
+        builds = sorted(CACHE.glob(f"{v}-*"), key=lambda d: d.stat().st_mtime, reverse=True)
+        for old in builds[keep:]:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 _BUILT: dict[str, Path] = {}
