@@ -12,9 +12,9 @@
 //     Consecutive blocks use two different pools of fibers.
 //   * shared memory: GSNN_SHARED / GSNN_SHARED_ARRAY variables and the dynamic
 //     shared memory live in one mapping per launch; plain __shared__ variables
-//     are statics on their own pages. Before every block all of it is refilled
-//     with 0xff bytes, so a value left by the previous block is never taken for
-//     a fresh one.
+//     are statics on their own pages. Before every block the shared memory in
+//     use is refilled with 0xff bytes, so a value left by the previous block is
+//     never taken for a fresh one.
 //   * CUDA's launch limits are checked before a launch (and the static shared
 //     memory when a kernel's GSNN_SHARED declarations run); a violation is
 //     recorded (violations()), the launch does not run, and cudaGetLastError()
@@ -48,7 +48,7 @@
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
-// AddressSanitizer (the "fast" build): told about every stack switch.
+// AddressSanitizer (the "asan" build): told about every stack switch.
 #include <sanitizer/common_interface_defs.h>
 #define GSNN_EMU_ASAN 1
 #endif
