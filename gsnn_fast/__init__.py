@@ -7,14 +7,15 @@ kernels behind it (``gsnn_fast._C``) give bit-identical results on CPU and CUDA.
 from __future__ import annotations
 
 from . import sparse  # noqa: F401  (registers the sparse-linear autograd and fakes)
-from .ops import build_info
 from .data import GraphData, nx2pyg, pyg2nx, simulate
-from .inference import MagnitudeEdgeInferer, MagnitudeEdgeRegressor
+from .inference import GradientEdgeScorer, MagnitudeEdgeInferer, MagnitudeEdgeRegressor
 from .models import GSNN, ResBlock, SparseLinear
+from .ops import build_info
 
 __version__ = "0.1.0"
 __all__ = [
     "GSNN",
+    "GradientEdgeScorer",
     "GraphData",
     "MagnitudeEdgeInferer",
     "MagnitudeEdgeRegressor",

@@ -30,6 +30,7 @@ LABELS = {
     "regressor": "regressor",
     "grad_corr": "gradient corr (new)",
     "grad_partial": "gradient partial (new)",
+    "grad_partial_stage1": "gradient partial + 1 stage (new)",
 }
 
 
@@ -172,6 +173,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--methods", default=None, help="comma-separated subset of " + ",".join(METHODS)
     )
     ap.add_argument("--name", default=None, help="file stem (default edge_recovery[_quick])")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the finished runs of an interrupted run (<stem>.runs.jsonl in --out)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     names = args.families.split(",") if args.families else (list(QUICK) if args.quick else None)
@@ -184,15 +190,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     stem = args.name or ("edge_recovery_quick" if args.quick else "edge_recovery")
     load0 = os.getloadavg()
-    t0 = time.perf_counter()
+    log_path = out / f"{stem}.runs.jsonl"
+    done: dict[tuple[str, int], dict] = {}
+    if args.resume and log_path.exists():
+        for line in log_path.read_text().splitlines():
+            r = json.loads(line)
+            done[(r["family"], r["seed"])] = r
+    elif log_path.exists():
+        log_path.unlink()
     runs = []
     for fam in fams:
         for seed in range(n_seeds):
+            if (fam.name, seed) in done and set(done[(fam.name, seed)]["methods"]) == set(methods):
+                runs.append(done[(fam.name, seed)])
+                continue
+            t_run = time.perf_counter()
             r = run_one(fam, seed, methods, epochs=args.epochs)
+            r["wall_s"] = time.perf_counter() - t_run
             runs.append(r)
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(r, default=float) + "\n")
             aucs = " ".join(f"{m} {v['auc']:.3f}" for m, v in r["methods"].items())
             print(f"{fam.name} seed {seed} | train {r['train_s']:.1f}s | {aucs}", flush=True)
-    wall = time.perf_counter() - t0
+    wall = sum(r.get("wall_s", 0.0) for r in runs)  # resumed runs keep their own time
     load1 = os.getloadavg()
     summary = summarise(runs)
     meta = {

@@ -161,6 +161,6 @@ FAMILIES: list[Family] = [
     Family("layered_noise0.5_60", "layered", 60, noise=0.5),
     Family("layered_heldout0.5_60", "layered", 60, held_out=0.5),
     Family("scale_free_signed_60", "scale_free", 60, signed=True),
-    Family("layered_signed_200", "layered", 200, signed=True, epochs=15, n_train=1500),
+    Family("layered_signed_200", "layered", 200, signed=True, epochs=10, n_train=1500),
     Family("scale_free_500", "scale_free", 500, epochs=8, n_train=1000),
 ]

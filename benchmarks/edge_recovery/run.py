@@ -113,9 +113,11 @@ def _regressor(ctx: dict) -> np.ndarray:
     return _matrix(ctx["regressor"].evaluate(), ctx["n"], "score")
 
 
-def _gradient(score: str, projections: int = 2) -> Callable[[dict], np.ndarray]:
+def _gradient(score: str, projections: int = 2, stages: int = 0) -> Callable[[dict], np.ndarray]:
     def fn(ctx: dict) -> np.ndarray:
-        sc = GradientEdgeScorer(ctx["model"], ctx["data"], projections=projections, score=score)
+        sc = GradientEdgeScorer(
+            ctx["model"], ctx["data"], projections=projections, score=score, stages=stages
+        )
         sc.fit(ctx["infer_loader"], crit=ctx["crit"])
         return sc.score_matrix()[0]
 
@@ -128,6 +130,7 @@ METHODS: dict[str, Callable[[dict], np.ndarray]] = {
     "regressor": _regressor,
     "grad_corr": _gradient("corr"),
     "grad_partial": _gradient("partial"),
+    "grad_partial_stage1": _gradient("partial", stages=1),
 }
 
 

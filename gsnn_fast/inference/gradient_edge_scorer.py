@@ -83,6 +83,7 @@ class GradientEdgeScorer:
         *,
         combine: Literal["chi2", "signed"] = "chi2",
         activation: Literal["post", "pre"] = "post",
+        stages: int = 0,
     ):
         if getattr(model, "checkpoint", False):
             raise ValueError("model: checkpoint must be False (captured tensors get no gradient)")
@@ -102,6 +103,7 @@ class GradientEdgeScorer:
         self.ridge = float(ridge)
         self.combine = combine
         self.activation = activation
+        self.stages = int(stages)
         self.function_nodes: list[str] = names
         self.N = len(names)
         self.L = len(blocks)
@@ -214,9 +216,11 @@ class GradientEdgeScorer:
 
     # ------------------------------------------------------------------ scoring
 
-    def z_matrices(self) -> torch.Tensor:
+    def z_matrices(self, cond: np.ndarray | None = None) -> torch.Tensor:
         """Per projection and layer pair, the z statistics ``[M, N, N]`` (float64, NaN
-        where a variance is zero)."""
+        where a variance is zero). ``cond``: optional bool ``[N, N]`` conditioning sets
+        ([k, j] = condition target j on source k) instead of the known parents
+        (``score='partial'`` only)."""
         if self.n < 4:
             raise RuntimeError(f"too few samples (n={self.n}): fit on more data first")
         if self.score == "corr":
@@ -227,22 +231,51 @@ class GradientEdgeScorer:
             df = torch.full((1, 1, self.N), float(self.n - 3), dtype=torch.float64)
         else:
             dev = self.sum_x.device
+            if cond is None:
+                ptr, idx, sizes = self._cond_ptr, self._cond_idx, self.n_cond
+            else:
+                sets = parent_sets(cond)
+                ptr, idx, sizes = sets.ptr, sets.idx, sets.sizes
             r, _ = ops.pair_partial_corr(
                 self.sum_x, self.sum_y, self.sum_x2, self.sum_y2, self.sum_xy, self.sum_xx,
-                self._cond_ptr.to(dev), self._cond_idx.to(dev), float(self.n), self.ridge,
-                1e-12, "mean", True,
+                ptr.to(dev), idx.to(dev), float(self.n), self.ridge, 1e-12, "mean", True,
             )  # fmt: skip
-            df = torch.as_tensor(self.n - 3.0 - self.n_cond, dtype=torch.float64).view(1, 1, -1)
+            df = torch.as_tensor(self.n - 3.0 - sizes, dtype=torch.float64).view(1, 1, -1)
         r = r.clamp(-0.9999, 0.9999)
         return torch.atanh(r) * df.to(r.device).clamp_min(1.0).sqrt()
 
+    def _chi(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ok = ~torch.isnan(z)
+        return torch.where(ok, z * z, torch.zeros_like(z)).sum(0), ok.sum(0).to(torch.float64)
+
     def score_matrix(self) -> tuple[np.ndarray, np.ndarray]:
         """``(score [N, N], p_value [N, N])``: mean z^2 over the M statistics (NaN ones
-        left out) and its chi-square p-value; indexed [src, dst]."""
-        z = self.z_matrices()
-        ok = ~torch.isnan(z)
-        t = torch.where(ok, z * z, torch.zeros_like(z)).sum(0)
-        m = ok.sum(0).to(torch.float64)
+        left out) and its chi-square p-value; indexed [src, dst].
+
+        With ``stages > 0`` (partial only) each stage conditions every target on its
+        strongest source so far as well: a source keeps the score of the stage that
+        picked it, the others are rescored given it."""
+        t, m = self._chi(self.z_matrices())
+        if self.score == "partial" and self.stages > 0:
+            cond = self._adjacency.copy()
+            np.fill_diagonal(cond, False)
+            picked = np.zeros_like(cond)
+            cols = np.arange(self.N)
+            for _ in range(self.stages):
+                s_now = (t / m.clamp_min(1)).cpu().numpy()
+                s_now = np.where((m.cpu().numpy() > 0) & ~cond & ~np.eye(self.N, dtype=bool),
+                                 s_now, -np.inf)  # fmt: skip
+                best = np.argmax(s_now, axis=0)
+                ok = np.isfinite(s_now[best, cols])
+                picked[best[ok], cols[ok]] = True
+                cond[best[ok], cols[ok]] = True
+                t2, m2 = self._chi(self.z_matrices(cond))
+                keep = torch.from_numpy(picked).to(t.device)
+                t = torch.where(keep, t, t2)
+                m = torch.where(keep, m, m2)
+        return self._finish(t, m)
+
+    def _finish(self, t: torch.Tensor, m: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         score = torch.where(m > 0, t / m.clamp_min(1), torch.full_like(t, float("nan")))
         p = stats.chi2.sf(t.cpu().numpy(), np.maximum(m.cpu().numpy(), 1))
         p[m.cpu().numpy() == 0] = 1.0
