@@ -1,6 +1,7 @@
 """``gsnn-fast demo``: the seed notebook (online edge inference) end to end.
 
-Steps, as in the notebook ``000`` (SPEC section 9):
+Steps, as in the seed notebook (over ~450 lines on purpose: the notebook's settings,
+its data, its training run and its report, each a section below):
 
 1. the converging-tier DAG (``width`` tier-A nodes -> ``2 * width`` function nodes), its
    default held-out function->function edges (35 for width 25) removed from the graph

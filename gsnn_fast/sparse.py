@@ -1,5 +1,8 @@
 """Deterministic sparse linear layer: ``y = x @ W + bias`` with ``W`` sparse (kernels + fallback).
 
+Over ~450 lines on purpose: the op family in one place -- the plan, the op wrappers and
+fakes, the autograd registration, and the pure-torch twin (fallback and reference).
+
 Interface (what a model's ``SparseLinear.forward`` calls)::
 
     from gsnn_fast.sparse import SparsePlan, sparse_linear

@@ -1,5 +1,6 @@
 """The CUDA kernels of csrc/cuda, run on the CPU by the grid emulator
-(tests/emulator, docs/EMULATOR.md), against the CPU ops, bit for bit.
+(tests/emulator, docs/EMULATOR.md), against the CPU ops, bit for bit. (Over ~450
+lines on purpose: one section per launcher family, plus the emulator's self-tests.)
 
 Every launcher of csrc/cuda/launchers.h is called the way its torch glue
 (csrc/cuda/*_cuda.cpp) calls it: the same transposes, scratch sizes and number of

@@ -1,4 +1,6 @@
 // gsnn_emulator.h -- a test-only CUDA grid emulator on the CPU (docs/EMULATOR.md).
+// Over ~450 lines on purpose: the whole emulator (fibers, barriers, shared memory,
+// launch limits, runtime stubs) is this one header, which the .cu files include.
 //
 // The .cu files of csrc/cuda are compiled as host C++ with GSNN_FAST_EMULATOR
 // defined and this directory first on the include path (cuda_runtime.h and
