@@ -1,10 +1,16 @@
-"""The large-N query of issue 3: at N = 10,000 function nodes, fit a MagnitudeEdgeInferer
-(``track_xx=False``: plain correlation only, half the statistics memory) on a few
-batches, then ``evaluate(score='corr', top_k=5)``; report the times and the process's
-peak resident memory, which must stay inside the 24 GiB of the CI machine.
+"""Large-N queries: at N = 10,000 function nodes (converging-tier graph, C = 8, L = 6)
+fit a MagnitudeEdgeInferer on 4 batches of 64 samples, then time
+``evaluate(score=..., top_k=5)`` and record the process's peak resident memory.
 
-Run: ``python -m benchmarks.large_n_topk [--n 10000] [--batches 4] [--batch 64]``
-(writes ``benchmarks/results/large_n_topk.json``; one thread, as the suite).
+* ``corr``: ``track_xx=False`` (statistics: sum_xy only, 8 P N^2 bytes = 4 GB);
+* ``partial``: needs ``track_xx=True`` (sum_xy and sum_xx: 8 GB).
+
+Each score runs in its own process (peak RSS is per process). The large-N route of
+``evaluate`` (gsnn_fast/inference/frame_query.py) builds no full frame: one [N, N]
+aggregate, a top-k pass, counting passes for the exact BH q-values.
+
+Run: ``python -m benchmarks.large_n_topk [--n 10000] [--scores corr partial]
+[--threads 2]``; writes ``benchmarks/results/large_n_topk.json``.
 """
 
 from __future__ import annotations
@@ -15,14 +21,9 @@ import json
 import os
 import resource
 import subprocess
+import sys
 import time
 from pathlib import Path
-
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-import torch  # noqa: E402
-
-from . import cases  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -31,51 +32,102 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=10_000)
-    ap.add_argument("--batches", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--top-k", type=int, default=5)
-    ap.add_argument("--out", type=Path, default=RESULTS / "large_n_topk.json")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
+def _mem_available() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return -1
+
+
+def run_one(args: argparse.Namespace) -> dict:
+    import torch
+
     from gsnn_fast import MagnitudeEdgeInferer
 
+    from . import cases
+
+    torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     prob = cases.problem("conv", args.n, None)
     model = cases.models(prob, cases.C_DEF, cases.L_DEF)["gsnn_fast"]
     loader = [cases.batch(prob, args.batch, seed=s) for s in range(args.batches)]
     t_setup = time.perf_counter() - t0
 
-    inf = MagnitudeEdgeInferer(model, prob.data, track_xx=False)
+    track_xx = args.score == "partial"
+    inf = MagnitudeEdgeInferer(model, prob.data, track_xx=track_xx)
     t0 = time.perf_counter()
     n = inf.fit(loader, verbose=False)
     t_fit = time.perf_counter() - t0
+    rss_fit = peak_rss_bytes()
     t0 = time.perf_counter()
-    res = inf.evaluate(score="corr", layer_agg="max", top_k=args.top_k)
+    res = inf.evaluate(score=args.score, top_k=args.top_k)
     t_eval = time.perf_counter() - t0
-
-    rec = {
-        "operation": "evaluate corr top-k at large N (track_xx=False)",
+    stats_bytes = sum(
+        t.numel() * t.element_size()
+        for t in (inf.sum_x, inf.sum_y, inf.sum_x2, inf.sum_y2, inf.sum_xy, inf.sum_xx)
+        if t is not None
+    )
+    return {
+        "score": args.score,
+        "layer_agg": "mean",
+        "track_xx": track_xx,
         "N": prob.N,
         "E": prob.E,
+        "C": cases.C_DEF,
+        "L": cases.L_DEF,
         "samples": n,
         "top_k": args.top_k,
         "rows": len(res),
+        "statistics_bytes": stats_bytes,
         "setup_s": round(t_setup, 2),
         "fit_s": round(t_fit, 2),
         "evaluate_s": round(t_eval, 2),
+        "peak_rss_after_fit_bytes": rss_fit,
         "peak_rss_bytes": peak_rss_bytes(),
-        "threads": 1,
+        "threads": args.threads,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--batches", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--top-k", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--scores", nargs="+", default=["corr", "partial"])
+    ap.add_argument("--score", help=argparse.SUPPRESS)  # one score, in a child process
+    ap.add_argument("--out", type=Path, default=RESULTS / "large_n_topk.json")
+    args = ap.parse_args()
+    if args.score:
+        print(json.dumps(run_one(args)))
+        return
+    runs = []
+    for score in args.scores:
+        load, mem = os.getloadavg()[0], _mem_available()
+        cmd = [sys.executable, "-m", "benchmarks.large_n_topk", "--score", score]
+        cmd += ["--n", str(args.n), "--batches", str(args.batches), "--batch", str(args.batch)]
+        cmd += ["--top-k", str(args.top_k), "--threads", str(args.threads)]
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+        rec = json.loads(out.stdout.strip().splitlines()[-1])
+        rec["load_average_before"] = round(load, 2)
+        rec["mem_available_before_bytes"] = mem
+        print(json.dumps(rec, indent=1), flush=True)
+        runs.append(rec)
+    doc = {
+        "operation": "evaluate(score, top_k) at large N, without the full frame",
+        "command": "python -m benchmarks.large_n_topk " + " ".join(sys.argv[1:]),
+        "machine": f"{os.cpu_count()} cores, shared with other jobs (see load_average_before)",
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
         ).stdout.strip(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "runs": runs,
     }
-    print(json.dumps(rec, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rec, indent=1) + "\n")
+    args.out.write_text(json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":

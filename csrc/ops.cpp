@@ -61,6 +61,14 @@ TORCH_LIBRARY(gsnn_fast, m) {
   m.def("bh_q_grouped(Tensor p, Tensor group) -> Tensor");
   // The first k rows of each target (non-NaN score) of a frame in frame order.
   m.def("top_k_rows(Tensor dst, Tensor score, int k) -> Tensor");
+  // Large-N frame queries (csrc/cpu/score_select_cpu.cpp), host-only as well: the k
+  // best sources of every target column of an [N, N] score, as [N, k] (-1 padded).
+  m.def("column_top_k(Tensor score, int k, bool exclude_self) -> Tensor");
+  // Counts of the entries of an [N, N] score per bucket (per-column-group score
+  // edges) and the flat positions of the entries in the selected buckets.
+  m.def(
+      "score_buckets(Tensor score, Tensor group, Tensor edges, Tensor select, "
+      "bool exclude_self) -> (Tensor, Tensor)");
 }
 
 namespace {
