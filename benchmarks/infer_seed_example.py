@@ -88,7 +88,7 @@ def write_seed_example(
 def score_test_edges(candidates: pd.DataFrame, edges_test, kept_ff) -> dict[str, float]:
     """ROC-AUC of the test edges against the non-edges, per method, from a candidate
     frame (pairs of the partial graph are not in it; self pairs never are)."""
-    from gsnn_fast.pipeline.metrics import pair_auc
+    from gsnn_fast.inference.metrics import pair_auc
 
     pos_set = set(map(tuple, edges_test))
     kept = set(map(tuple, kept_ff))

@@ -246,8 +246,8 @@ def run_demo(
         split_held_out,
     )
     from .inference import MagnitudeEdgeInferer, MagnitudeEdgeRegressor
+    from .inference.metrics import pair_auc, roc_curve
     from .models import GSNN
-    from .pipeline.metrics import pair_auc, roc_curve
     from .pipeline.training import batch_loader, train_joint
 
     evaluate_target_ranking = MagnitudeEdgeInferer.evaluate_target_ranking

@@ -14,6 +14,7 @@ import pandas as pd
 
 __all__ = [
     "evaluate_target_ranking",
+    "frame_target_ranks",
     "matrix_recovery",
     "matrix_target_ranks",
     "pair_auc",
@@ -202,3 +203,15 @@ def matrix_recovery(
     for k in top_k:
         out[f"top@{k}"] = float((rank <= k).mean())
     return out
+
+
+def frame_target_ranks(frame: pd.DataFrame, score_col: str, dst_col: str = "dst_idx") -> np.ndarray:
+    """Rank (1 = best) of each row among the rows of its target in a frame sorted by
+    ``score_col`` descending (ties in row order, as the inferer's frames are built); NaN
+    for a NaN score."""
+    ok = frame[score_col].notna().to_numpy()
+    ranks = np.full(len(frame), np.nan)
+    if ok.any():
+        dst = frame[dst_col].to_numpy()[ok]
+        ranks[ok] = pd.Series(dst).groupby(dst, sort=False).cumcount().to_numpy() + 1.0
+    return ranks

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..inference.metrics import frame_target_ranks, pair_auc, roc_curve
 from ..io import (
     InputError,
     RunFolder,
@@ -27,7 +28,6 @@ from ..io import (
     read_table,
 )
 from .config import InferConfig
-from .metrics import pair_auc, roc_curve, target_ranks
 from .plots import PLOT_FILES, write_run_plots
 from .training import TrainHistory, batch_loader, train_joint
 
@@ -331,7 +331,7 @@ def _candidates(
     N = len(names)
     per: dict[str, tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]] = {}
     for m, (df, col) in frames.items():
-        rank = target_ranks(df, col)
+        rank = frame_target_ranks(df, col)
         key = df["src_idx"].to_numpy(np.int64) * N + df["dst_idx"].to_numpy(np.int64)
         keep = np.ones(len(df), dtype=bool)
         if top_k:
