@@ -18,6 +18,7 @@ behaviour differs from the pure-torch ``gsnn`` library on purpose.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
 from typing import Any, Literal, NamedTuple
 
@@ -27,6 +28,7 @@ import torch
 
 from .. import _ops
 from ..progress import Progress
+from . import memory
 from .batch_magnitudes import batch_magnitudes, finite_samples, unpack_batch
 from .capture import channel_ptr, function_node_ids, model_blocks, preserved_mode
 from .devices import model_on
@@ -35,6 +37,7 @@ from .frame import pair_frame
 from .frame_query import rows_frame, select_rows
 from .metrics import evaluate_target_ranking
 from .significance import FisherTest
+from .statistics import load_statistics, save_statistics
 from .torch_scoring import fold_pairs, pair_scores_absolute
 
 __all__ = ["MagnitudeEdgeInferer", "ScoreMatrices"]
@@ -210,8 +213,13 @@ class MagnitudeEdgeInferer:
         verbose: bool = True,
         *,
         nonfinite: Literal["raise", "skip"] = "raise",
+        accumulate: bool = False,
+        checkpoint_path: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        resume_from: str | os.PathLike | None = None,
     ) -> int:
-        """Accumulate the magnitude statistics over ``dataloader`` (replacing old ones).
+        """Accumulate the magnitude statistics over ``dataloader`` (replacing old ones
+        unless ``accumulate``).
 
         Args:
             dataloader: iterable of ``(x, y)`` batches, x ``(B, n_inputs)``,
@@ -223,16 +231,45 @@ class MagnitudeEdgeInferer:
             nonfinite: ``'raise'`` (RuntimeError naming the layer and batch) or
                 ``'skip'`` (drop the samples with a non-finite magnitude in a used layer;
                 counted in ``n_skipped``).
+            accumulate: add to the statistics held (from an earlier ``fit``, ``merge`` or
+                ``load_statistics``) instead of replacing them; the sums are updated in
+                place, batch by batch, so the bits equal one fit over both data sets.
+            checkpoint_path, checkpoint_every: write the statistics (with ``n_batches``
+                = the batches of this ``dataloader`` counted so far) to
+                ``checkpoint_path`` every ``checkpoint_every`` batches and at the end,
+                atomically (temporary file, then ``os.replace``).
+            resume_from: a checkpoint of an interrupted fit over the same
+                ``dataloader`` (same batches in the same order): its statistics are
+                loaded, its ``n_batches`` first batches are skipped (not run), and the
+                result equals the uninterrupted fit bit for bit.
 
         Returns:
-            n, the number of samples accumulated.
+            n, the number of samples accumulated (all of them, with ``accumulate`` /
+            ``resume_from``).
+
+        Memory: before allocating, the statistics' bytes (``8 * P * N^2`` per
+        ``[P, N, N]`` sum) are checked against the device's available memory
+        (:mod:`.memory`); InsufficientMemoryError names N, P, both sizes and the options.
 
         The model runs in eval mode; gradients come from ``torch.autograd.grad`` w.r.t.
         the captured activations, so no parameter gets a ``.grad``. Whether fit succeeds
         or raises, the model is left as found; on an error the previous statistics are
-        kept. Deterministic: the same batches give the same sums, bit for bit.
+        kept (with ``accumulate`` / ``resume_from``, the sums held are updated in place:
+        after an error they hold the batches counted before it, and ``n``,
+        ``n_batches`` say so). Deterministic: the same batches give the same sums, bit
+        for bit.
         """
         _check_choice("nonfinite", nonfinite, NONFINITE)
+        if checkpoint_every is not None and (
+            isinstance(checkpoint_every, bool)
+            or not isinstance(checkpoint_every, int)
+            or checkpoint_every < 1
+        ):
+            raise ValueError(
+                f"checkpoint_every: must be a positive integer, got {checkpoint_every!r}"
+            )
+        if (checkpoint_every is None) != (checkpoint_path is None):
+            raise ValueError("checkpoint_path and checkpoint_every go together")
         if crit is None:
             crit = torch.nn.MSELoss()
         if not callable(crit):
@@ -252,15 +289,43 @@ class MagnitudeEdgeInferer:
             total = None
 
         P, N = self.n_pairs, self.N
-        sums = [self._zeros((P, N), dev) for _ in range(4)]
-        sum_xy = self._zeros((P, N, N), dev)
-        sum_xx = self._zeros((P, N, N), dev) if self.track_xx else None
+        start = 0
+        if resume_from is not None:
+            load_statistics(self, resume_from, device=dev)
+            start = self.n_batches
+        carry = resume_from is not None or (accumulate and self.n > 0)
+        need = memory.fit_bytes(P, N, self.track_xx, self.L)
+        if carry:
+            need -= memory.statistics_bytes(P, N, self.track_xx)
+        memory.check_memory("MagnitudeEdgeInferer.fit", need, dev, N=N, P=P, track_xx=self.track_xx)
+        if carry:
+            sums = [
+                t.to(dev).contiguous() for t in (self.sum_x, self.sum_y, self.sum_x2, self.sum_y2)
+            ]
+            sum_xy = self.sum_xy.to(dev).contiguous()
+            sum_xx = self.sum_xx.to(dev).contiguous() if self.track_xx else None
+            self.sum_x, self.sum_y, self.sum_x2, self.sum_y2 = sums
+            self.sum_xy, self.sum_xx = sum_xy, sum_xx
+            n, skipped = self.n, self.n_skipped
+        else:
+            sums = [self._zeros((P, N), dev) for _ in range(4)]
+            sum_xy = self._zeros((P, N, N), dev)
+            sum_xx = self._zeros((P, N, N), dev) if self.track_xx else None
+            n = skipped = 0
         ptr = self._ptr.to(dev)
         perm = self._perm.to(dev) if self._perm is not None else None
-        n = skipped = 0
+
+        def state(batches: int) -> dict[str, Any]:
+            return dict(
+                zip(("sum_x", "sum_y", "sum_x2", "sum_y2"), sums),
+                sum_xy=sum_xy, sum_xx=sum_xx, n=n, n_skipped=skipped, n_batches=batches,
+            )  # fmt: skip
+
         progress = Progress("MagnitudeEdgeInferer.fit", total, enabled=bool(verbose))
         with progress, model_on(self.model, dev), preserved_mode(self.model, training=False):
             for bi, batch in enumerate(dataloader):
+                if bi < start:
+                    continue  # counted before the checkpoint
                 x, y = unpack_batch(batch, bi, self._n_in, self._n_out)
                 xmag, ymag = batch_magnitudes(
                     self.model, blocks, x.to(dev), y.to(dev), crit,
@@ -274,9 +339,15 @@ class MagnitudeEdgeInferer:
                 if xmag.shape[1] > 0:
                     _ops.pair_stats_update(xmag, ymag, *sums, sum_xy, sum_xx)
                     n += int(xmag.shape[1])
+                if carry:  # the held sums are updated in place: keep the counts true
+                    self.n, self.n_skipped, self.n_batches = n, skipped, bi + 1
+                if checkpoint_path is not None and (bi + 1) % int(checkpoint_every) == 0:
+                    save_statistics(self, checkpoint_path, state=state(bi + 1))
                 note = f"{skipped} skipped" if skipped else ""
                 progress.update(bi + 1, samples=n, note=note)
-        batches = progress.count
+        batches = max(progress.count, start)
+        if checkpoint_path is not None and n > 0:
+            save_statistics(self, checkpoint_path, state=state(batches))
         self.sum_x, self.sum_y, self.sum_x2, self.sum_y2 = sums
         self.sum_xy, self.sum_xx = sum_xy, sum_xx
         self.n, self.n_skipped, self.n_batches = n, skipped, batches
@@ -412,7 +483,12 @@ class MagnitudeEdgeInferer:
             or not 0.0 <= q_threshold <= 1.0
         ):
             raise ValueError(f"q_threshold: must be None or in [0, 1], got {q_threshold!r}")
-        if top_k is not None or (q_threshold is not None and q_threshold < 1.0):
+        selected = top_k is not None or (q_threshold is not None and q_threshold < 1.0)
+        if self.n_pairs > 0:
+            memory.check_evaluate(
+                self.n_pairs, self.N, not selected, top_k, self.sum_x.device, self.track_xx
+            )
+        if selected:
             # large-N route: no full frame, no [P, N, N] per-pair scores
             frame = self._selected_frame(layer_agg, exclude_self, score, ridge, top_k, q_threshold)
             if frame is not None:
