@@ -22,7 +22,7 @@ from gsnn_fast.data import (
     split_held_out,
 )
 
-__all__ = ["FAMILIES", "Family", "Task", "build_task"]
+__all__ = ["FAMILIES", "Family", "Task", "build_task", "silent_test_edges"]
 
 Edge = tuple[str, str]
 
@@ -164,3 +164,15 @@ FAMILIES: list[Family] = [
     Family("layered_signed_200", "layered", 200, signed=True, epochs=10, n_train=1500),
     Family("scale_free_500", "scale_free", 500, epochs=8, n_train=1000),
 ]
+
+
+def silent_test_edges(task: Task) -> int:
+    """Test edges the trained model cannot carry any signal for: in the graph the model
+    sees, the source has no path from an input (its activations are constant) or the
+    target has no path to an output (its gradients are zero). Every method here scores
+    such a pair from nothing (NaN, ranked last)."""
+    Gp = task.G.copy()
+    Gp.remove_edges_from(task.held_out)
+    fed = set().union(*(nx.descendants(Gp, i) for i in task.inputs))
+    seen = set().union(*(nx.ancestors(Gp, o) for o in task.outputs))
+    return sum(1 for u, v in task.test if u not in fed or v not in seen)
