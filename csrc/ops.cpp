@@ -62,13 +62,14 @@ TORCH_LIBRARY(gsnn_fast, m) {
   // The first k rows of each target (non-NaN score) of a frame in frame order.
   m.def("top_k_rows(Tensor dst, Tensor score, int k) -> Tensor");
   // Large-N frame queries (csrc/cpu/score_select_cpu.cpp), host-only as well: the k
-  // best sources of every target column of an [N, N] score, as [N, k] (-1 padded).
-  m.def("column_top_k(Tensor score, int k, bool exclude_self) -> Tensor");
-  // Counts of the entries of an [N, N] score per bucket (per-column-group score
-  // edges) and the flat positions of the entries in the selected buckets.
+  // best sources of every target column of an [N, C] block of a score matrix (its
+  // columns col_offset .. col_offset + C - 1), as [C, k] (-1 padded).
+  m.def("column_top_k(Tensor score, int k, bool exclude_self, int col_offset) -> Tensor");
+  // Counts of the entries of such a block per bucket (per-column-group score edges)
+  // and the flat block positions of the entries in the selected buckets.
   m.def(
       "score_buckets(Tensor score, Tensor group, Tensor edges, Tensor select, "
-      "bool exclude_self) -> (Tensor, Tensor)");
+      "bool exclude_self, int col_offset) -> (Tensor, Tensor)");
 }
 
 namespace {

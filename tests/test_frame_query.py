@@ -188,8 +188,35 @@ def test_score_buckets_op():
 
 def test_opcheck():
     s = torch.from_numpy(_score_matrix(12, 5))
-    torch.library.opcheck(torch.ops.gsnn_fast.column_top_k.default, (s, 3, True))
+    torch.library.opcheck(torch.ops.gsnn_fast.column_top_k.default, (s, 3, True, 0))
+    torch.library.opcheck(torch.ops.gsnn_fast.column_top_k.default, (s[:, 4:9], 2, True, 4))
     edges = torch.tensor([[0.5, 0.1, -0.2], [np.inf, 0.0, -1.0]], dtype=torch.float64)
     group = torch.arange(12) % 2
     sel = torch.tensor([True, False, True, False])
-    torch.library.opcheck(torch.ops.gsnn_fast.score_buckets.default, (s, group, edges, sel, True))
+    torch.library.opcheck(
+        torch.ops.gsnn_fast.score_buckets.default, (s, group, edges, sel, True, 0)
+    )
+
+
+def test_column_blocks_equal_the_whole_matrix():
+    """A block of target columns (one process's shard) gives the whole matrix's columns."""
+    n = 30
+    s = torch.from_numpy(_score_matrix(n, 8))
+    group = torch.from_numpy(np.arange(n) % 3)
+    edges = torch.from_numpy(-np.sort(-np.random.default_rng(1).uniform(-1, 1, (3, 12)), axis=1))
+    select = torch.ones(13, dtype=torch.bool)
+    for ex in (True, False):
+        whole = column_top_k(s, 4, ex)
+        counts, pos = score_buckets(s, group, edges, select, ex)
+        parts, blocks = [], []
+        for j0, j1 in ((0, 11), (11, 30)):
+            block = s[:, j0:j1].contiguous()
+            assert torch.equal(column_top_k(block, 4, ex, j0), whole[j0:j1])
+            c, p = score_buckets(block, group[j0:j1].contiguous(), edges, select, ex, j0)
+            parts.append(c)
+            i, j = np.divmod(p.numpy(), j1 - j0)
+            blocks.append(i * n + j + j0)
+        assert torch.equal(parts[0] + parts[1], counts)
+        np.testing.assert_array_equal(np.sort(np.concatenate(blocks)), pos.numpy())
+    with pytest.raises(RuntimeError, match="do not lie"):
+        column_top_k(s[:, :5].contiguous(), 2, True, 28)

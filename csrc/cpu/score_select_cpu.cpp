@@ -1,14 +1,18 @@
 // CPU kernels of the large-N frame queries (host-only, like csrc/cpu/frame_cpu.cpp):
-//   column_top_k(score, k, exclude_self): for every target column j of an [N, N]
-//     float64 score matrix, the k best sources i (score descending, NaN never kept,
-//     ties to the lower i; i == j skipped when asked), as an [N, k] int64 table
-//     padded with -1. One pass in row order with k running entries per column.
-//   score_buckets(score, group, edges, select, exclude_self): counts the entries of
-//     the score matrix per bucket and returns the flat positions i * N + j (ascending)
-//     of the entries whose bucket is selected. Column j uses the edge row
-//     edges[group[j]] (non-increasing scores, +inf where no score qualifies); the
-//     bucket of a score s is the first e with s >= edges[g][e], E (= edges.size(1))
-//     when there is none or s is NaN. Scores are finite or NaN.
+// Both take an [N, C] float64 block of an [N, N] score matrix (indexed [src, dst]):
+// its columns are the targets col_offset .. col_offset + C - 1 (the whole matrix:
+// C = N, offset 0; a rank's shard of targets otherwise), and exclude_self skips the
+// entries with i == col_offset + j.
+//   column_top_k(score, k, exclude_self, col_offset): for every column j, the k best
+//     sources i (score descending, NaN never kept, ties to the lower i), as a [C, k]
+//     int64 table padded with -1. One pass in row order with k running entries per
+//     column.
+//   score_buckets(score, group, edges, select, exclude_self, col_offset): counts the
+//     entries per bucket and returns the block positions i * C + j (ascending) of the
+//     entries whose bucket is selected. Column j uses the edge row edges[group[j]]
+//     (non-increasing scores, +inf where no score qualifies); the bucket of a score s
+//     is the first e with s >= edges[g][e], E (= edges.size(1)) when there is none or
+//     s is NaN. Scores are finite or NaN.
 //
 // score_buckets looks a score up in a per-group table over 2^13 equal cells of
 // [-1, 1]: the cell bounds the bucket range, a binary search inside that range gives
@@ -79,41 +83,45 @@ struct BucketTable {
   }
 };
 
-void check_square(const char* op, const at::Tensor& score) {
-  TORCH_CHECK(score.dim() == 2 && score.size(0) == score.size(1), op,
-              ": score must be [N, N], got ", score.sizes());
+void check_block(const char* op, const at::Tensor& score, int64_t col_offset) {
+  TORCH_CHECK(score.dim() == 2, op, ": score must be an [N, C] block, got ", score.sizes());
   TORCH_CHECK(score.scalar_type() == at::kDouble, op, ": score must be float64, got ",
               score.scalar_type());
+  TORCH_CHECK(col_offset >= 0 && col_offset + score.size(1) <= score.size(0), op, ": columns [",
+              col_offset, ", ", col_offset + score.size(1),
+              ") do not lie in [0, N = ", score.size(0), ")");
 }
 
 }  // namespace
 
-at::Tensor column_top_k_cpu(const at::Tensor& score_in, int64_t k, bool exclude_self) {
-  check_square("column_top_k", score_in);
+at::Tensor column_top_k_cpu(const at::Tensor& score_in, int64_t k, bool exclude_self,
+                            int64_t col_offset) {
+  check_block("column_top_k", score_in, col_offset);
   TORCH_CHECK(k >= 1, "column_top_k: k must be >= 1, got ", k);
   const at::Tensor score = score_in.contiguous();
-  const int64_t N = score.size(0);
-  at::Tensor out = at::full({N, k}, -1, score.options().dtype(at::kLong));
+  const int64_t N = score.size(0), NC = score.size(1);
+  at::Tensor out = at::full({NC, k}, -1, score.options().dtype(at::kLong));
   const double* sp = score.data_ptr<double>();
   int64_t* op = out.data_ptr<int64_t>();
   // Column blocks per thread; within a block every row in ascending order, so an
   // equal score never displaces an earlier (lower) source.
   constexpr int64_t kBlock = 512;
-  at::parallel_for(0, (N + kBlock - 1) / kBlock, 1, [&](int64_t b0, int64_t b1) {
+  at::parallel_for(0, (NC + kBlock - 1) / kBlock, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t j0 = blk * kBlock, j1 = std::min(N, j0 + kBlock);
+      const int64_t j0 = blk * kBlock, j1 = std::min(NC, j0 + kBlock);
       const int64_t w = j1 - j0;
       std::vector<double> val(static_cast<size_t>(w * k));
       std::vector<int64_t> src(static_cast<size_t>(w * k), -1);
       std::vector<int64_t> cnt(static_cast<size_t>(w), 0);
       for (int64_t i = 0; i < N; ++i) {
-        const double* row = sp + i * N;
+        const double* row = sp + i * NC;
         for (int64_t j = j0; j < j1; ++j) {
           const double v = row[j];
           const int64_t c = j - j0;
           const int64_t have = cnt[c];
           double* vv = val.data() + c * k;
-          if (!(v == v) || (have == k && !(v > vv[k - 1])) || (exclude_self && i == j)) continue;
+          if (!(v == v) || (have == k && !(v > vv[k - 1])) || (exclude_self && i == col_offset + j))
+            continue;
           int64_t* ss = src.data() + c * k;
           // insert after every entry >= v (ties keep the earlier source first)
           int64_t pos = have < k ? have : k - 1;
@@ -137,12 +145,12 @@ at::Tensor column_top_k_cpu(const at::Tensor& score_in, int64_t k, bool exclude_
 std::tuple<at::Tensor, at::Tensor> score_buckets_cpu(const at::Tensor& score_in,
                                                      const at::Tensor& group_in,
                                                      const at::Tensor& edges_in,
-                                                     const at::Tensor& select_in,
-                                                     bool exclude_self) {
-  check_square("score_buckets", score_in);
-  const int64_t N = score_in.size(0);
-  TORCH_CHECK(group_in.dim() == 1 && group_in.size(0) == N && group_in.scalar_type() == at::kLong,
-              "score_buckets: group must be [N] int64, got ", group_in.sizes(), " ",
+                                                     const at::Tensor& select_in, bool exclude_self,
+                                                     int64_t col_offset) {
+  check_block("score_buckets", score_in, col_offset);
+  const int64_t N = score_in.size(0), NC = score_in.size(1);
+  TORCH_CHECK(group_in.dim() == 1 && group_in.size(0) == NC && group_in.scalar_type() == at::kLong,
+              "score_buckets: group must be [C] int64, got ", group_in.sizes(), " ",
               group_in.scalar_type());
   TORCH_CHECK(edges_in.dim() == 2 && edges_in.scalar_type() == at::kDouble,
               "score_buckets: edges must be [G, E] float64, got ", edges_in.sizes(), " ",
@@ -156,7 +164,7 @@ std::tuple<at::Tensor, at::Tensor> score_buckets_cpu(const at::Tensor& score_in,
   const at::Tensor score = score_in.contiguous(), group = group_in.contiguous();
   const at::Tensor edges = edges_in.contiguous(), select = select_in.contiguous();
   const int64_t* gp = group.data_ptr<int64_t>();
-  for (int64_t j = 0; j < N; ++j)
+  for (int64_t j = 0; j < NC; ++j)
     TORCH_CHECK(gp[j] >= 0 && gp[j] < G, "score_buckets: group[", j, "] = ", gp[j],
                 " is out of range [0, ", G, ")");
   const double* ep = edges.data_ptr<double>();
@@ -180,12 +188,12 @@ std::tuple<at::Tensor, at::Tensor> score_buckets_cpu(const at::Tensor& score_in,
       cnt.assign(static_cast<size_t>(E + 1), 0);
       const int64_t i1 = std::min(N, (blk + 1) * kRows);
       for (int64_t i = blk * kRows; i < i1; ++i) {
-        const double* row = sp + i * N;
-        for (int64_t j = 0; j < N; ++j) {
-          if (exclude_self && i == j) continue;
+        const double* row = sp + i * NC;
+        for (int64_t j = 0; j < NC; ++j) {
+          if (exclude_self && i == col_offset + j) continue;
           const int64_t b = table.bucket(gp[j], row[j]);
           ++cnt[b];
-          if (gather && sel[b]) pos.push_back(i * N + j);
+          if (gather && sel[b]) pos.push_back(i * NC + j);
         }
       }
     }
@@ -222,12 +230,12 @@ namespace {
 
 // The same ops on CUDA tensors: a clear error (in CPU-only builds too).
 TORCH_LIBRARY_IMPL(gsnn_fast, CUDA, m) {
-  m.impl("column_top_k", [](const at::Tensor& score, int64_t, bool) -> at::Tensor {
+  m.impl("column_top_k", [](const at::Tensor& score, int64_t, bool, int64_t) -> at::Tensor {
     host_only("column_top_k", score);
   });
   m.impl("score_buckets",
-         [](const at::Tensor& score, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-            bool) -> std::tuple<at::Tensor, at::Tensor> { host_only("score_buckets", score); });
+         [](const at::Tensor& score, const at::Tensor&, const at::Tensor&, const at::Tensor&, bool,
+            int64_t) -> std::tuple<at::Tensor, at::Tensor> { host_only("score_buckets", score); });
 }
 
 }  // namespace gsnn_fast

@@ -32,6 +32,8 @@ returns None and the caller builds the full frame instead.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
@@ -42,7 +44,7 @@ import torch
 from ..ops.frame import argsort_stable, column_top_k, score_buckets
 from .significance import one_sided_normal_p
 
-__all__ = ["Selection", "rows_frame", "score_edges", "select_rows"]
+__all__ = ["Reducer", "Selection", "rows_frame", "score_edges", "select_rows"]
 
 _SIGN = np.uint64(1 << 63)
 
@@ -130,17 +132,27 @@ def _base_grid() -> np.ndarray:
 _SPLIT = 64
 
 
+#: Most new edges one split adds (all buckets together).
+_SPLIT_EDGES = 1 << 17
+
+
 def _split(
-    t: np.ndarray, edges: np.ndarray, dfs: np.ndarray, buckets: np.ndarray
+    t: np.ndarray, edges: np.ndarray, dfs: np.ndarray, buckets: np.ndarray, counts: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """The grid and its score edges with each bucket in ``buckets`` (indices in
-    1..E-1) cut geometrically; only the new edges are computed."""
+    1..E-1) cut geometrically into parts in proportion to its entries (at most
+    ``_SPLIT`` parts, ``_SPLIT_EDGES`` new edges in all); only the new edges are
+    computed."""
+    if buckets.size == 0:
+        return t, edges
+    c = counts[buckets].astype(np.float64)
+    parts = np.clip(np.ceil(c / c.sum() * _SPLIT_EDGES), 2, _SPLIT).astype(np.int64)
     extra = []
-    for e in buckets.tolist():
+    for e, k in zip(buckets.tolist(), parts.tolist()):
         lo, hi = t[e - 1], t[e]
-        sub = np.geomspace(max(lo, 1e-320), hi, _SPLIT + 1)[1:-1]
+        sub = np.geomspace(max(lo, 1e-320), hi, k + 1)[1:-1]
         extra.append(sub[(sub > lo) & (sub < hi)])
-    new = np.setdiff1d(np.concatenate(extra), t) if extra else np.empty(0)
+    new = np.setdiff1d(np.concatenate(extra), t)
     if new.size == 0:
         return t, edges
     t2 = np.concatenate([t, new])
@@ -192,6 +204,30 @@ def _upper_above(ub: np.ndarray) -> np.ndarray:
     return np.minimum(np.append(rev[1:], np.inf), 1.0)
 
 
+def _must_gather(b: _Buckets, kept: np.ndarray) -> np.ndarray:
+    """The buckets whose exact terms a kept row's q-value may need (``kept``: bool
+    [E + 1], the buckets holding kept rows).
+
+    A kept row v in bucket b_v has q = min(1, smallest term from its rank on). Bucket e
+    (above the lowest kept bucket) can set it only if its lower bound ``lb[e]`` is at
+    most ``min(1, ub[e'])`` over the other buckets e' from h(e) on, h(e) the highest
+    kept bucket <= e: each ``ub[e']`` bounds a term in the suffix of every kept row at
+    or below h(e). The strict test (a bucket left out has every term above some other
+    bucket's term) keeps ties between left-out buckets from hiding the minimum.
+    Bucket 0 (p == 0: terms 0) and bucket E (p == 1: terms >= 1) never need it."""
+    E = b.ub.size - 1
+    idx = np.arange(E + 1)
+    seg = np.maximum.accumulate(np.where(kept, idx, -1))  # h(e), -1 below every kept
+    above = np.append(np.minimum.accumulate(b.ub[::-1])[::-1][1:], np.inf)
+    # the smallest ub over [h(e), e), by running minima restarted at every kept bucket
+    within = pd.Series(b.ub).groupby(seg).cummin().to_numpy()
+    before = np.full(E + 1, np.inf)
+    same = np.append(False, seg[1:] == seg[:-1])
+    before[same] = within[:-1][same[1:]]
+    bound = np.minimum(np.minimum(above, before), 1.0)
+    return (seg >= 0) & (b.counts > 0) & (b.lb <= bound) & (idx > 0) & (idx < E)
+
+
 def _bucket_of_scores(s: np.ndarray, gid: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """The score_buckets rule on a few entries: first e with s >= edges[g, e]."""
     out = np.full(s.size, edges.shape[1], dtype=np.int64)
@@ -200,6 +236,23 @@ def _bucket_of_scores(s: np.ndarray, gid: np.ndarray, edges: np.ndarray) -> np.n
         sel = ok & (gid == g)
         out[sel] = np.searchsorted(-edges[g], -s[sel], side="left")
     return out
+
+
+class Reducer:
+    """How :func:`select_rows` combines what several processes hold (each a block of
+    target columns): this default is the single process (nothing to combine);
+    :mod:`.distributed` supplies collectives. ``sum`` adds int64 arrays over the
+    processes, ``min`` takes the minimum of an int, ``concat`` joins float64 arrays in
+    process order."""
+
+    def sum(self, a: np.ndarray) -> np.ndarray:
+        return a
+
+    def min(self, v: int) -> int:
+        return v
+
+    def concat(self, a: np.ndarray) -> np.ndarray:
+        return a
 
 
 def select_rows(
@@ -212,6 +265,8 @@ def select_rows(
     *,
     budget: int = 4_000_000,
     max_splits: int = 3,
+    col_offset: int = 0,
+    reducer: Reducer | None = None,
 ) -> Selection | None:
     """The rows a result frame keeps under ``top_k`` and / or ``q_threshold``, with
     exact BH q-values over all candidate rows, from the ``[N, N]`` float64 CPU
@@ -224,43 +279,60 @@ def select_rows(
     selection is gathered whatever its size). ``q_threshold`` must be < 1 unless
     ``top_k`` is given. Returns None when a p-value falls outside the bucket its
     score was counted in (p not monotone): build the full frame then.
+
+    Several processes: each passes its ``[N, C]`` block of target columns
+    ``col_offset ..`` (and ``target_df`` of all N targets) and a ``reducer`` of
+    collectives; every process gets the kept rows of its block, with the q-values
+    of the whole ``[N, N]`` frame. Flat positions are always ``src * N + dst``.
     """
     if top_k is None and (q_threshold is None or q_threshold >= 1.0):
         raise ValueError("select_rows: needs top_k or a q_threshold below 1")
+    red = reducer if reducer is not None else Reducer()
     score = score.contiguous()
-    N = score.shape[0]
+    N, NC = score.shape
     m = N * (N - 1) if exclude_self else N * N
     flat = score.numpy().reshape(-1)
     dfs = np.broadcast_to(np.asarray(target_df, dtype=np.float64), (N,))
-    udf, gid = np.unique(dfs, return_inverse=True)
-    gid = gid.astype(np.int64).reshape(-1)
+    udf, gid_all = np.unique(dfs, return_inverse=True)
+    gid = np.ascontiguousarray(gid_all.astype(np.int64).reshape(-1)[col_offset : col_offset + NC])
     group = torch.from_numpy(gid)
+
+    def to_global(local: np.ndarray) -> np.ndarray:
+        i, j = np.divmod(local, NC)
+        return i * N + (j + col_offset)
 
     kept = kept_s = kept_p = None
     if top_k is not None:
-        src = column_top_k(score, int(top_k), exclude_self).numpy()
-        dst = np.broadcast_to(np.arange(N, dtype=np.int64)[:, None], src.shape)
+        src = column_top_k(score, int(top_k), exclude_self, col_offset).numpy()
+        dst = np.broadcast_to(np.arange(NC, dtype=np.int64)[:, None], src.shape)
         valid = src >= 0
-        kept = np.sort(src[valid] * N + dst[valid])
-        kept_s = np.take(flat, kept)
+        local = np.sort(src[valid] * NC + dst[valid])
+        kept_s = np.take(flat, local)
+        kept = to_global(local)
         kept_p = np.asarray(p_value(kept_s, kept % N), dtype=np.float64)
 
     t = _base_grid()
     edges = score_edges(t, udf)
     passes = 0
     for level in range(max_splits + 1):
-        counts, _ = score_buckets(score, group, torch.from_numpy(edges), None, exclude_self)
+        local_counts, _ = score_buckets(
+            score, group, torch.from_numpy(edges), None, exclude_self, col_offset
+        )
         passes += 1
-        b = _bounds(counts.numpy(), t, m)
+        local_counts = local_counts.numpy()
+        b = _bounds(red.sum(local_counts), t, m)
         E = t.size
         idx = np.arange(E + 1)
         nonempty = b.counts > 0
         if kept is not None:
-            kept_b = _bucket_of_scores(kept_s, np.take(gid, kept % N), edges)
+            assert kept_s is not None and kept_p is not None
+            kept_b = _bucket_of_scores(kept_s, np.take(gid_all, kept % N), edges)
             if not np.array_equal(kept_b, np.searchsorted(t, kept_p, side="left")):
                 return None
-            low = int(kept_b.min()) if kept_b.size else E + 1
-            sel = nonempty & (idx >= low) & (b.lb < _upper_above(b.ub)) & (idx > 0) & (idx < E)
+            marks = np.zeros(E + 1, dtype=np.int64)
+            marks[kept_b] = 1
+            marks = red.sum(marks)  # buckets holding a kept row, on any process
+            sel = _must_gather(b, marks > 0)
             unsure = sel
         else:
             assert q_threshold is not None
@@ -269,47 +341,66 @@ def select_rows(
             e_hi = int(sure.max()) if sure.size else -1
             sel = nonempty & (idx <= e_max)
             unsure = sel & (idx > e_hi) & (idx > 0)
-        if int(b.counts[unsure].sum()) <= budget or level == max_splits:
+        n_unsure = int(b.counts[unsure].sum())
+        _trace(level, E, int(sel.sum()), int(b.counts[sel].sum()), n_unsure)
+        if n_unsure <= budget or level == max_splits:
             break
-        t, edges = _split(t, edges, udf, np.flatnonzero(unsure & (idx < E)))
+        t, edges = _split(t, edges, udf, np.flatnonzero(unsure & (idx < E)), b.counts)
     _, pos_t = score_buckets(
-        score, group, torch.from_numpy(edges), torch.from_numpy(sel), exclude_self
+        score, group, torch.from_numpy(edges), torch.from_numpy(sel), exclude_self, col_offset
     )
     passes += 1
-    pos = pos_t.numpy()
-    s = np.take(flat, pos)
+    local_pos = pos_t.numpy()
+    s = np.take(flat, local_pos)
+    pos = to_global(local_pos)
     p = np.asarray(p_value(s, pos % N), dtype=np.float64)
     pb = np.searchsorted(t, p, side="left")
-    if pos.size != int(b.counts[sel].sum()) or not np.array_equal(
-        np.bincount(pb, minlength=E + 1)[sel], b.counts[sel]
-    ):
+    ok = local_pos.size == int(local_counts[sel].sum()) and np.array_equal(
+        np.bincount(pb, minlength=E + 1)[sel], local_counts[sel]
+    )
+    if red.min(int(ok)) == 0:
         return None
-    order = np.argsort(p, kind="stable")
-    p_sorted, pb_sorted = p[order], pb[order]
+    # every process sorts the same p-values of all gathered entries
+    p_sorted = np.sort(red.concat(p), kind="stable")
+    pb_sorted = np.searchsorted(t, p_sorted, side="left")
     first = np.searchsorted(pb_sorted, pb_sorted, side="left")
-    ranks = (b.C - b.counts)[pb_sorted] + (np.arange(p.size) - first) + 1
+    ranks = (b.C - b.counts)[pb_sorted] + (np.arange(p_sorted.size) - first) + 1
     terms = p_sorted * (float(m) / ranks.astype(np.float64))
     suffix = np.append(np.minimum.accumulate(terms[::-1])[::-1], np.inf)
+
+    def qvalues(pv: np.ndarray) -> np.ndarray:
+        # BH q: the smallest term from the row's tie group on (terms of buckets not
+        # gathered cannot be smaller); p == 0 gives terms of 0
+        q = np.minimum(suffix[np.searchsorted(p_sorted, pv, side="left")], 1.0)
+        q[pv == 0.0] = 0.0
+        return q
+
     if kept is not None:
         assert kept_p is not None and kept_s is not None
-        q = np.minimum(suffix[np.searchsorted(p_sorted, kept_p, side="left")], 1.0)
-        q[kept_p == 0.0] = 0.0
-        rows, rs, rp, gathered = kept, kept_s, kept_p, pos.size
+        rows, rs, rp, q = kept, kept_s, kept_p, qvalues(kept_p)
+        gathered = pos.size
         if q_threshold is not None:
             keep = q <= q_threshold
             rows, rs, rp, q = rows[keep], rs[keep], rp[keep], q[keep]
     else:
-        # the gathered buckets are a prefix of the ascending p order: ranks 1..T
-        q = np.minimum(suffix[:-1], 1.0)
+        q = qvalues(p)
         keep = q <= q_threshold
-        take = order[keep]
-        by_pos = np.argsort(pos[take], kind="stable")
-        take = take[by_pos]
-        rows, rs, rp, q = pos[take], s[take], p[take], q[keep][by_pos]
+        rows, rs, rp, q = pos[keep], s[keep], p[keep], q[keep]
+        order = np.argsort(rows, kind="stable")
+        rows, rs, rp, q = rows[order], rs[order], rp[order], q[order]
         gathered = pos.size - rows.size
     # frame order: score descending, NaN last, ties by flat position (rows ascending)
     fo = argsort_stable(torch.from_numpy(np.ascontiguousarray(rs)), True).numpy()
     return Selection(rows[fo], rs[fo], rp[fo], q[fo], passes, int(gathered))
+
+
+def _trace(level: int, E: int, n_sel: int, n_gather: int, n_unsure: int) -> None:
+    if os.environ.get("GSNN_FAST_TRACE_SELECT"):
+        print(
+            f"select_rows level {level}: {E} edges, {n_sel} buckets selected holding "
+            f"{n_gather} entries ({n_unsure} undecided)",
+            file=sys.stderr,
+        )
 
 
 def rows_frame(

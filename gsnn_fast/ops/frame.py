@@ -92,23 +92,28 @@ def top_k_rows(dst: torch.Tensor, score: torch.Tensor, k: int) -> torch.Tensor:
 
 
 @torch.library.register_fake("gsnn_fast::column_top_k")
-def _column_top_k_fake(score, k, exclude_self):
-    torch._check(score.dim() == 2, lambda: "column_top_k: score must be [N, N]")
-    return score.new_empty((score.shape[0], k), dtype=torch.int64)
+def _column_top_k_fake(score, k, exclude_self, col_offset):
+    torch._check(score.dim() == 2, lambda: "column_top_k: score must be [N, C]")
+    return score.new_empty((score.shape[1], k), dtype=torch.int64)
 
 
-def column_top_k(score: torch.Tensor, k: int, exclude_self: bool = True) -> torch.Tensor:
+def column_top_k(
+    score: torch.Tensor, k: int, exclude_self: bool = True, col_offset: int = 0
+) -> torch.Tensor:
     """The ``k`` best sources of every target column of an [N, N] float64 CPU score
-    matrix (indexed [src, dst]): ``out[j]`` lists them by score descending, ties to the
-    lower source, NaN never kept, ``i == j`` skipped when ``exclude_self``; -1 pads a
-    column with fewer than ``k`` candidates. ``[N, k]`` int64
+    matrix (indexed [src, dst]), or of an [N, C] block of its columns ``col_offset ..
+    col_offset + C - 1``: ``out[j]`` lists them by score descending, ties to the lower
+    source, NaN never kept, ``i == col_offset + j`` skipped when ``exclude_self``; -1
+    pads a column with fewer than ``k`` candidates. ``[C, k]`` int64
     (``gsnn_fast::column_top_k``, one pass, no sort)."""
     _host_only("column_top_k", score)
-    return torch.ops.gsnn_fast.column_top_k.default(score, int(k), bool(exclude_self))
+    return torch.ops.gsnn_fast.column_top_k.default(
+        score, int(k), bool(exclude_self), int(col_offset)
+    )
 
 
 @torch.library.register_fake("gsnn_fast::score_buckets")
-def _score_buckets_fake(score, group, edges, select, exclude_self):
+def _score_buckets_fake(score, group, edges, select, exclude_self, col_offset):
     torch._check(edges.dim() == 2, lambda: "score_buckets: edges must be [G, E]")
     n = torch.library.get_ctx().new_dynamic_size()
     counts = score.new_empty((edges.shape[1] + 1,), dtype=torch.int64)
@@ -121,22 +126,24 @@ def score_buckets(
     edges: torch.Tensor,
     select: torch.Tensor | None = None,
     exclude_self: bool = True,
+    col_offset: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bucket counts of an [N, N] float64 CPU score matrix and the entries of chosen
-    buckets (``gsnn_fast::score_buckets``, one pass).
+    """Bucket counts of an [N, N] float64 CPU score matrix (or of an [N, C] block of
+    its columns ``col_offset ..``) and the entries of chosen buckets
+    (``gsnn_fast::score_buckets``, one pass).
 
     Column j uses the score edges ``edges[group[j]]`` (``[G, E]`` float64, each row
     non-increasing, +inf where no score qualifies); an entry's bucket is the first e
     with ``score >= edges[g, e]``, E when none or NaN. Scores must be finite or NaN.
 
     Returns:
-        ``(counts [E + 1] int64, positions)``: the flat positions ``i * N + j``
+        ``(counts [E + 1] int64, positions)``: the block positions ``i * C + j``
         (ascending) of the entries whose bucket has ``select[bucket]`` (bool ``[E + 1]``;
-        None gathers nothing). The diagonal is skipped when ``exclude_self``.
+        None gathers nothing). ``i == col_offset + j`` is skipped when ``exclude_self``.
     """
     _host_only("score_buckets", score)
     if select is None:
         select = torch.zeros(0, dtype=torch.bool)
     return torch.ops.gsnn_fast.score_buckets.default(
-        score, group, edges, select, bool(exclude_self)
+        score, group, edges, select, bool(exclude_self), int(col_offset)
     )
