@@ -14,7 +14,9 @@ projection and layer pair the signed correlation over samples of ``r_i`` and ``s
 the score-test statistic of one projected weight (``z = atanh(r) sqrt(n - 3)``). The
 ``M = K P`` statistics are combined into ``T = sum z^2`` (chi-square with M degrees of
 freedom under "no connection"), reported as ``score = T / M`` with its chi-square
-p-value and BH q-values.
+p-value and BH q-values. A statistic without data (zero variance: the layer pair sees
+no signal at i or no gradient at j) adds nothing to T but still counts in M, and the
+p-value uses the number of statistics that had data.
 
 The streaming sums are ``gsnn_fast::pair_stats_update`` (signed projections instead of
 magnitudes, the op is the same), the correlations ``gsnn_fast::pair_corr`` and, with
@@ -249,8 +251,9 @@ class GradientEdgeScorer:
         return torch.where(ok, z * z, torch.zeros_like(z)).sum(0), ok.sum(0).to(torch.float64)
 
     def score_matrix(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(score [N, N], p_value [N, N])``: mean z^2 over the M statistics (NaN ones
-        left out) and its chi-square p-value; indexed [src, dst].
+        """``(score [N, N], p_value [N, N])``: the sum of z^2 over the statistics that have
+        data divided by M (NaN where none has), and its chi-square p-value (degrees of
+        freedom: the statistics with data); indexed [src, dst].
 
         With ``stages > 0`` (partial only) each stage conditions every target on its
         strongest source so far as well: a source keeps the score of the stage that
@@ -262,7 +265,7 @@ class GradientEdgeScorer:
             picked = np.zeros_like(cond)
             cols = np.arange(self.N)
             for _ in range(self.stages):
-                s_now = (t / m.clamp_min(1)).cpu().numpy()
+                s_now = (t / float(self.K * self.P)).cpu().numpy()
                 s_now = np.where((m.cpu().numpy() > 0) & ~cond & ~np.eye(self.N, dtype=bool),
                                  s_now, -np.inf)  # fmt: skip
                 best = np.argmax(s_now, axis=0)
@@ -276,7 +279,10 @@ class GradientEdgeScorer:
         return self._finish(t, m)
 
     def _finish(self, t: torch.Tensor, m: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        score = torch.where(m > 0, t / m.clamp_min(1), torch.full_like(t, float("nan")))
+        # a statistic with no data (a zero variance: the layer pair sees no signal at i
+        # or no gradient at j) counts as zero evidence, so the score is the sum over all
+        # M statistics / M: pairs seen by few layer pairs do not rank by a noisy mean
+        score = torch.where(m > 0, t / float(self.K * self.P), torch.full_like(t, float("nan")))
         p = stats.chi2.sf(t.cpu().numpy(), np.maximum(m.cpu().numpy(), 1))
         p[m.cpu().numpy() == 0] = 1.0
         return score.cpu().numpy(), p
