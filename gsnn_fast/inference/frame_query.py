@@ -327,7 +327,9 @@ def select_rows(
         if kept is not None:
             assert kept_s is not None and kept_p is not None
             kept_b = _bucket_of_scores(kept_s, np.take(gid_all, kept % N), edges)
-            if not np.array_equal(kept_b, np.searchsorted(t, kept_p, side="left")):
+            same = np.array_equal(kept_b, np.searchsorted(t, kept_p, side="left"))
+            if red.min(int(same)) == 0:
+                _trace_note("a kept row's p-value lies outside its score bucket")
                 return None
             marks = np.zeros(E + 1, dtype=np.int64)
             marks[kept_b] = 1
@@ -359,6 +361,7 @@ def select_rows(
         np.bincount(pb, minlength=E + 1)[sel], local_counts[sel]
     )
     if red.min(int(ok)) == 0:
+        _trace_note(f"gathered p-values do not match the bucket counts ({local_pos.size})")
         return None
     # every process sorts the same p-values of all gathered entries
     p_sorted = np.sort(red.concat(p), kind="stable")
@@ -392,6 +395,11 @@ def select_rows(
     # frame order: score descending, NaN last, ties by flat position (rows ascending)
     fo = argsort_stable(torch.from_numpy(np.ascontiguousarray(rs)), True).numpy()
     return Selection(rows[fo], rs[fo], rp[fo], q[fo], passes, int(gathered))
+
+
+def _trace_note(what: str) -> None:
+    if os.environ.get("GSNN_FAST_TRACE_SELECT"):
+        print(f"select_rows: {what}", file=sys.stderr)
 
 
 def _trace(level: int, E: int, n_sel: int, n_gather: int, n_unsure: int) -> None:
