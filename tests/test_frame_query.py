@@ -220,3 +220,16 @@ def test_column_blocks_equal_the_whole_matrix():
         np.testing.assert_array_equal(np.sort(np.concatenate(blocks)), pos.numpy())
     with pytest.raises(RuntimeError, match="do not lie"):
         column_top_k(s[:, :5].contiguous(), 2, True, 28)
+
+
+@pytest.mark.parametrize("layer_agg", ["mean", "max"])
+def test_partial_per_pair_columns_when_memory_is_short(inferer, layer_agg, monkeypatch):
+    """Short of memory, 'partial' solves each pair again instead of keeping [P, N, N]."""
+    from gsnn_fast.inference import memory
+
+    full = inferer.evaluate(score="partial", layer_agg=layer_agg)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 10**6)
+    got = inferer.evaluate(score="partial", layer_agg=layer_agg, top_k=2)
+    pd.testing.assert_frame_equal(got, _expected(full, 2, None), check_exact=True)
+    for col, values in _bits(got).items():
+        np.testing.assert_array_equal(values, _bits(_expected(full, 2, None))[col])

@@ -536,8 +536,17 @@ class MagnitudeEdgeInferer:
         """``evaluate`` with ``top_k`` / ``q_threshold`` from the ``[N, N]`` aggregate
         only (:func:`.frame_query.select_rows`); the per-pair columns are computed for
         the kept rows' targets afterwards. None when the full frame is needed."""
-        agg = self.score_matrices(score=score, ridge=ridge, layer_agg=layer_agg, per_pair=False)
+        # 'partial': one op call with the per-pair scores when they fit in memory (the
+        # solves dominate; otherwise each pair is solved again for its column)
+        P, N = self.n_pairs, self.N
+        dev = self.sum_x.device
+        free = memory.available_bytes(dev)
+        keep_pairs = score == "partial" and (free is None or free > 10 * P * N * N + (1 << 30))
+        agg = self.score_matrices(
+            score=score, ridge=ridge, layer_agg=layer_agg, per_pair=keep_pairs
+        )
         agg_cpu = agg.aggregated.cpu()
+        per_pair = agg.per_pair
         del agg
         test = self._fisher_test(score)
         sel = select_rows(
@@ -547,7 +556,6 @@ class MagnitudeEdgeInferer:
         del agg_cpu
         if sel is None:
             return None
-        N = self.N
         src, dst = np.divmod(sel.rows, N)
         columns: dict[str, np.ndarray] = {
             "corr": sel.score,
@@ -555,8 +563,14 @@ class MagnitudeEdgeInferer:
         }
         if score == "partial":
             columns["n_cond"] = np.take(self.n_cond, dst)
-        for p, values in enumerate(self._pair_scores_at(src, dst, score, ridge)):
-            columns[f"corr_a{p}_g{p + 1}"] = values
+        if per_pair is not None:
+            flat = torch.from_numpy(sel.rows).to(dev)
+            values = [per_pair[p].reshape(-1)[flat].cpu().numpy() for p in range(P)]
+            del per_pair
+        else:
+            values = self._pair_scores_at(src, dst, score, ridge)
+        for p in range(P):
+            columns[f"corr_a{p}_g{p + 1}"] = values[p]
         return rows_frame(self.function_nodes, src, dst, columns, sel.p, sel.q)
 
     def _pair_scores_at(
