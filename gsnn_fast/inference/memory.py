@@ -34,7 +34,7 @@ def statistics_bytes(P: int, N: int, track_xx: bool) -> int:
     return _F64 * (4 * P * N + (2 if track_xx else 1) * P * N * N)
 
 
-def fit_bytes(P: int, N: int, track_xx: bool, L: int, batch: int = 1024) -> int:
+def fit_bytes(P: int, N: int, track_xx: bool, L: int, batch: int = 256) -> int:
     """Bytes ``fit`` allocates: the statistics plus one batch's float64 magnitudes
     ``(2L, B, N)`` and their kept copy (B = ``batch``, an upper guess)."""
     return statistics_bytes(P, N, track_xx) + 2 * _F64 * 2 * L * batch * N
