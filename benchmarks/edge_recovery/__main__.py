@@ -34,6 +34,21 @@ LABELS = {
 }
 
 
+def _load_note(runs: list[dict], load0: tuple, load1: tuple) -> str:
+    """The 1-minute load average the runs saw (recorded per run; a resumed report keeps
+    the original runs' values)."""
+    seen = [r["load_1min"] for r in runs if "load_1min" in r]
+    if seen:
+        return (
+            f"1-min load average {min(seen):.1f}-{max(seen):.1f} over the runs "
+            "(other developers' jobs share the CPUs)"
+        )
+    return (
+        f"1-min load average {load0[0]:.1f} at start, {load1[0]:.1f} at end "
+        "(other developers' jobs share the CPUs)"
+    )
+
+
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
     """Per family and method: mean, std, min, max of every metric over the seeds."""
     out: dict[str, dict[str, dict[str, float]]] = {}
@@ -114,6 +129,28 @@ def markdown(summary: dict, runs: list[dict], meta: dict) -> str:
         "the model sees; the model carries no signal for them, every method scores them "
         "NaN (ranked last).",
     ]
+    base = [m for m in ("mei_corr", "mei_partial", "regressor") if m in methods]
+    new = [m for m in methods if m not in base]
+    if base and new:
+        lines += [
+            "",
+            "## Paired test ROC-AUC difference against the family's best baseline",
+            "",
+            "Per seed (same trained model), new method minus the baseline with the best mean "
+            "on that family; mean +- standard error over seeds (min).",
+            "",
+            "| family | best baseline | " + " | ".join(LABELS.get(m, m) for m in new) + " |",
+            "|" + "---|" * (2 + len(new)),
+        ]
+        for fam, rows in summary.items():
+            rs = [r for r in runs if r["family"] == fam]
+            best = max(base, key=lambda b: rows[b]["auc"])
+            cells = []
+            for m in new:
+                d = np.array([r["methods"][m]["auc"] - r["methods"][best]["auc"] for r in rs])
+                se = d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else 0.0
+                cells.append(f"{d.mean():+.3f} +- {se:.3f} ({d.min():+.3f})")
+            lines.append(f"| {fam} | {LABELS.get(best, best)} | " + " | ".join(cells) + " |")
     for metric in ("ap", "mrr", "top@1", "top@10"):
         lines += ["", f"## Test {metric}, mean +- std", ""]
         lines += ["| family | " + " | ".join(LABELS.get(m, m) for m in methods) + " |"]
@@ -244,6 +281,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             t_run = time.perf_counter()
             r = run_one(fam, seed, methods, epochs=args.epochs)
             r["wall_s"] = time.perf_counter() - t_run
+            r["load_1min"] = os.getloadavg()[0]
             runs.append(r)
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(r, default=float) + "\n")
@@ -258,8 +296,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "wall_s": wall,
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
         "threads": 1,
-        "load": f"1-min load average {load0[0]:.1f} at start, {load1[0]:.1f} at end "
-        "(other developers' jobs share the CPUs)",
+        "load": _load_note(runs, load0, load1),
         "torch": torch.__version__,
         "seeds": list(range(n_seeds)),
     }
