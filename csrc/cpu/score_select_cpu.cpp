@@ -14,11 +14,11 @@
 //     is the first e with s >= edges[g][e], E (= edges.size(1)) when there is none or
 //     s is NaN. Scores are finite or NaN.
 //
-// score_buckets looks a score up in a per-group table over 2^13 equal cells of
-// [-1, 1]: the cell bounds the bucket range, a binary search inside that range gives
-// the bucket with exact comparisons (scores outside [-1, 1] search all edges). Rows
-// are split into blocks across threads; the counts are integers and the positions
-// are concatenated in block order, so the result does not depend on the threads.
+// score_buckets looks a score up in a per-group table over 2^16 (few groups) or
+// 2^13 equal cells of [-1, 1]: the cell bounds the bucket range, a binary search inside that range
+// gives the bucket with exact comparisons (scores outside [-1, 1] search all edges). Rows are split
+// into blocks across threads; the counts are integers and the positions are concatenated in block
+// order, so the result does not depend on the threads.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -35,8 +35,9 @@
 namespace gsnn_fast {
 namespace {
 
-constexpr int64_t kCells = int64_t{1} << 13;
-constexpr double kCellScale = static_cast<double>(kCells) / 2.0;
+// Cells of the lookup table per group: fine for few groups (mostly one candidate
+// bucket per cell: no search), coarser for many (the tables stay in cache).
+inline int64_t table_cells(int64_t G) { return G <= 4 ? int64_t{1} << 16 : int64_t{1} << 13; }
 
 // First e in [lo, hi) with s >= edges[e] (hi when none); edges non-increasing.
 inline int64_t first_at_or_below(const double* edges, int64_t lo, int64_t hi, double s) {
@@ -54,9 +55,15 @@ inline int64_t first_at_or_below(const double* edges, int64_t lo, int64_t hi, do
 struct BucketTable {
   const double* edges;  // [G, E]
   int64_t E;
+  int64_t kCells;
+  double kCellScale;
   std::vector<int32_t> lo, hi;  // [G, kCells]: the bucket range of each cell
 
-  BucketTable(const double* e, int64_t G, int64_t n_edges) : edges(e), E(n_edges) {
+  BucketTable(const double* e, int64_t G, int64_t n_edges)
+      : edges(e),
+        E(n_edges),
+        kCells(table_cells(G)),
+        kCellScale(static_cast<double>(table_cells(G)) / 2.0) {
     lo.resize(static_cast<size_t>(G * kCells));
     hi.resize(static_cast<size_t>(G * kCells));
     for (int64_t g = 0; g < G; ++g) {
