@@ -64,6 +64,7 @@ from .batch_magnitudes import batch_magnitudes, finite_samples, unpack_batch
 from .capture import preserved_mode
 from .devices import model_on
 from .frame_query import Reducer, rows_frame, select_rows
+from .kept_rows import pair_corr_at
 from .significance import FisherTest
 from .statistics import SUMS
 
@@ -269,27 +270,6 @@ class _DistReducer(Reducer):
         return np.concatenate(parts)
 
 
-def _corr_at(shard: TargetShard, n: float, tol: float, rule: str, p: int, si, dl) -> np.ndarray:
-    """Pair p's correlation at (source si, local target dl), elementwise in the order of
-    ``gsnn_fast::pair_corr`` (as ``MagnitudeEdgeInferer._corr_at``)."""
-    nn = np.float64(n)
-
-    def moments(s1: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, ...]:
-        mean = s1 / nn
-        mm = mean * mean
-        var = s2 / nn - mm
-        var = np.where(var < 0.0, 0.0, var)
-        return mean, var, var <= (tol * mm if rule == "relative" else tol)
-
-    mx, vx, zx = moments(shard.sum_x[p, si].cpu().numpy(), shard.sum_x2[p, si].cpu().numpy())
-    my, vy, zy = moments(shard.sum_y[p, dl].cpu().numpy(), shard.sum_y2[p, dl].cpu().numpy())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        c = (shard.sum_xy[p, si, dl].cpu().numpy() / nn - mx * my) / np.sqrt(vx * vy)
-    c = np.where(c < -1.0, -1.0, c)
-    c = np.where(c > 1.0, 1.0, c)
-    return np.where(np.isnan(c) | zx | zy, np.nan, c)
-
-
 def evaluate_sharded(
     inferer: Any,
     shard: TargetShard,
@@ -327,9 +307,9 @@ def evaluate_sharded(
         raise RuntimeError("evaluate_sharded: p-values not monotone in the scores")
     src, dst = np.divmod(sel.rows, N)
     si, dl = torch.from_numpy(src), torch.from_numpy(dst - j0)
-    pairs = [
-        _corr_at(shard, float(shard.n), inferer.tol, inferer.zero_var, p, si, dl) for p in range(P)
-    ]
+    sums = (shard.sum_x, shard.sum_y, shard.sum_x2, shard.sum_y2, shard.sum_xy)
+    n, rule = float(shard.n), inferer.zero_var
+    pairs = [pair_corr_at(sums, n, inferer.tol, rule, p, si, dl) for p in range(P)]
     mine = (sel.rows, sel.score, sel.p, sel.q, np.stack(pairs) if P else np.zeros((0, 0)))
     parts: list[Any] = [None] * dist.get_world_size(group)
     dist.all_gather_object(parts, mine, group=group)

@@ -1,5 +1,9 @@
 """Post-hoc edge inference from activation / gradient magnitudes of a trained GSNN.
 
+Longer than the package's ~450-line guide on purpose: one class whose fit (with
+accumulate / checkpoints / resume and the memory preflight) and scoring routes share
+the statistics' state; the large-N route lives in kept_rows.py and frame_query.py.
+
 The candidate edge ``i -> j`` between function nodes is scored, for each pair of
 consecutive blocks ``(p, p + 1)``, by the correlation over samples of i's activation
 magnitude at block p with j's gradient magnitude at block p + 1 (or by the partial
@@ -34,7 +38,7 @@ from .capture import channel_ptr, function_node_ids, model_blocks, preserved_mod
 from .devices import model_on
 from .edges import adjacency, function_edges, parent_sets
 from .frame import pair_frame
-from .frame_query import rows_frame, select_rows
+from .kept_rows import selected_frame
 from .metrics import evaluate_target_ranking
 from .significance import FisherTest
 from .statistics import load_statistics, save_statistics
@@ -533,112 +537,9 @@ class MagnitudeEdgeInferer:
         top_k: int | None,
         q_threshold: float | None,
     ) -> pd.DataFrame | None:
-        """``evaluate`` with ``top_k`` / ``q_threshold`` from the ``[N, N]`` aggregate
-        only (:func:`.frame_query.select_rows`); the per-pair columns are computed for
-        the kept rows' targets afterwards. None when the full frame is needed."""
-        # 'partial': one op call with the per-pair scores when they fit in memory (the
-        # solves dominate; otherwise each pair is solved again for its column)
-        P, N = self.n_pairs, self.N
-        dev = self.sum_x.device
-        free = memory.available_bytes(dev)
-        keep_pairs = score == "partial" and (free is None or free > 10 * P * N * N + (1 << 30))
-        agg = self.score_matrices(
-            score=score, ridge=ridge, layer_agg=layer_agg, per_pair=keep_pairs
-        )
-        agg_cpu = agg.aggregated.cpu()
-        per_pair = agg.per_pair
-        del agg
-        test = self._fisher_test(score)
-        sel = select_rows(
-            agg_cpu, test, test.df, exclude_self, None if top_k is None else int(top_k),
-            q_threshold,
-        )  # fmt: skip
-        del agg_cpu
-        if sel is None:
-            return None
-        src, dst = np.divmod(sel.rows, N)
-        columns: dict[str, np.ndarray] = {
-            "corr": sel.score,
-            "has_edge": np.take(self._adjacency.ravel(), sel.rows),
-        }
-        if score == "partial":
-            columns["n_cond"] = np.take(self.n_cond, dst)
-        if per_pair is not None:
-            flat = torch.from_numpy(sel.rows).to(dev)
-            values = [per_pair[p].reshape(-1)[flat].cpu().numpy() for p in range(P)]
-            del per_pair
-        else:
-            values = self._pair_scores_at(src, dst, score, ridge)
-        for p in range(P):
-            columns[f"corr_a{p}_g{p + 1}"] = values[p]
-        return rows_frame(self.function_nodes, src, dst, columns, sel.p, sel.q)
-
-    def _pair_scores_at(
-        self, src: np.ndarray, dst: np.ndarray, score: str, ridge: float
-    ) -> list[np.ndarray]:
-        """Each layer pair's score at the rows (src, dst): for 'corr' by blocks of the
-        rows' target columns, for 'partial' one pair at a time (one ``[N, N]`` alive)."""
-        P, N = self.n_pairs, self.N
-        out = [np.empty(src.size, dtype=np.float64) for _ in range(P)]
-        if src.size == 0:
-            return out
-        dev = self.sum_x.device
-        if score == "corr":
-            si = torch.from_numpy(src).to(dev)
-            di = torch.from_numpy(dst).to(dev)
-            for p in range(P):
-                out[p] = self._corr_at(p, si, di)
-            return out
-        flat = src * N + dst
-        for p in range(P):
-            one = slice(p, p + 1)
-            if self.zero_var == "relative":
-                assert self.sum_xx is not None
-                _, s = _ops.pair_partial_corr(
-                    self.sum_x[one], self.sum_y[one], self.sum_x2[one], self.sum_y2[one],
-                    self.sum_xy[one], self.sum_xx[one], self._cond_ptr.to(dev),
-                    self._cond_idx.to(dev), float(self.n), float(ridge), self.tol, "max", False,
-                )  # fmt: skip
-            else:
-                assert self.sum_xx is not None
-                sums = tuple(
-                    t[one] for t in (self.sum_x, self.sum_y, self.sum_x2, self.sum_y2,
-                                     self.sum_xy, self.sum_xx)
-                )  # fmt: skip
-                s = next(
-                    pair_scores_absolute(
-                        sums, float(self.n), self._cond_ptr.to(dev), self._cond_idx.to(dev),
-                        float(ridge), self.tol,
-                    )
-                )  # fmt: skip
-            out[p] = np.take(s.cpu().numpy().ravel(), flat)
-            del s
-        return out
-
-    def _corr_at(self, p: int, si: torch.Tensor, di: torch.Tensor) -> np.ndarray:
-        """``pair_corr``'s value of pair ``p`` at the entries (si, di), elementwise with
-        the op's rounded operations in its order (csrc/include/gsnn_fast/pair_corr.h);
-        numpy, whose scalar division is a true division."""
-        n, tol = np.float64(self.n), self.tol
-
-        def gather(t: torch.Tensor, *idx: torch.Tensor) -> np.ndarray:
-            return t[(p, *idx)].cpu().numpy()
-
-        def moments(s1: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, ...]:
-            mean = s1 / n
-            mm = mean * mean
-            var = s2 / n - mm
-            var = np.where(var < 0.0, 0.0, var)  # NaN and -0.0 pass through
-            zero = var <= (tol * mm if self.zero_var == "relative" else tol)
-            return mean, var, zero
-
-        mx, vx, zx = moments(gather(self.sum_x, si), gather(self.sum_x2, si))
-        my, vy, zy = moments(gather(self.sum_y, di), gather(self.sum_y2, di))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            c = (gather(self.sum_xy, si, di) / n - mx * my) / np.sqrt(vx * vy)
-        c = np.where(c < -1.0, -1.0, c)
-        c = np.where(c > 1.0, 1.0, c)
-        return np.where(np.isnan(c) | zx | zy, np.nan, c)
+        """``evaluate`` with ``top_k`` / ``q_threshold`` without the full frame
+        (:func:`.kept_rows.selected_frame`); None when the full frame is needed."""
+        return selected_frame(self, layer_agg, exclude_self, score, ridge, top_k, q_threshold)
 
     #: Within-target ranking of known edges in a result frame (score column ``'corr'``
     #: by default): :func:`gsnn_fast.inference.metrics.evaluate_target_ranking`.
