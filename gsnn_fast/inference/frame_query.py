@@ -17,10 +17,14 @@ sort, p-value or copy of all N^2 entries:
   edges.
 * BH: with the p-values sorted ascending, ``q_(l) = min(1, min_{l' >= l} p_(l') m / l')``.
   A bucket's terms are bounded below by ``t_{e-1} m / C_e`` and its smallest term above
-  by ``t_e m / C_e``; a bucket whose lower bound cannot beat the terms above it never
-  sets a q-value, so only the buckets that might are gathered (their p-values exact,
-  sorted, their terms exact). Buckets that would gather too many entries are split
-  (finer grid) and counted again first.
+  by ``t_e m / C_e``; a bucket whose lower bound exceeds the upper bounds of the
+  other buckets in every kept row's suffix never sets a kept row's q-value, so only
+  the buckets that might are gathered (their p-values exact, sorted, their terms
+  exact). Buckets that would gather too many entries are split (finer grid) and
+  counted again first.
+* Several processes, each holding a block of target columns, run the same steps with
+  the bucket counts summed across them and the gathered p-values concatenated
+  (:class:`Reducer`; :mod:`.distributed`).
 * ``top_k``: the per-column best sources come from ``gsnn_fast::column_top_k``;
   ``q_threshold``: the BH step-up cutoff lies in the highest bucket whose lower bound
   is <= the threshold, so the kept rows are the buckets up to there, gathered.
@@ -196,12 +200,6 @@ def _bounds(counts: np.ndarray, t: np.ndarray, m: int) -> _Buckets:
     lb[empty] = np.inf
     ub[empty] = np.inf
     return _Buckets(counts, C, lb, ub)
-
-
-def _upper_above(ub: np.ndarray) -> np.ndarray:
-    """``min(1, min_{e' > e} ub[e'])`` for every e."""
-    rev = np.minimum.accumulate(ub[::-1])[::-1]
-    return np.minimum(np.append(rev[1:], np.inf), 1.0)
 
 
 def _must_gather(b: _Buckets, kept: np.ndarray) -> np.ndarray:
