@@ -218,11 +218,9 @@ class GradientEdgeScorer:
 
     # ------------------------------------------------------------------ scoring
 
-    def z_matrices(self, cond: np.ndarray | None = None) -> torch.Tensor:
-        """Per projection and layer pair, the z statistics ``[M, N, N]`` (float64, NaN
-        where a variance is zero). ``cond``: optional bool ``[N, N]`` conditioning sets
-        ([k, j] = condition target j on source k) instead of the known parents
-        (``score='partial'`` only)."""
+    def _corr_df(self, cond: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(r [M, N, N], df [N])``: the (partial) correlations and each target's
+        degrees of freedom."""
         if self.n < 4:
             raise RuntimeError(f"too few samples (n={self.n}): fit on more data first")
         if self.score == "corr":
@@ -230,25 +228,42 @@ class GradientEdgeScorer:
                 self.sum_x, self.sum_y, self.sum_x2, self.sum_y2, self.sum_xy,
                 float(self.n), 1e-12, "relative", "mean", True,
             )  # fmt: skip
-            df = torch.full((1, 1, self.N), float(self.n - 3), dtype=torch.float64)
+            return r, torch.full((self.N,), float(self.n - 3), dtype=torch.float64)
+        dev = self.sum_x.device
+        if cond is None:
+            ptr, idx, sizes = self._cond_ptr, self._cond_idx, self.n_cond
         else:
-            dev = self.sum_x.device
-            if cond is None:
-                ptr, idx, sizes = self._cond_ptr, self._cond_idx, self.n_cond
-            else:
-                sets = parent_sets(cond)
-                ptr, idx, sizes = sets.ptr, sets.idx, sets.sizes
-            r, _ = ops.pair_partial_corr(
-                self.sum_x, self.sum_y, self.sum_x2, self.sum_y2, self.sum_xy, self.sum_xx,
-                ptr.to(dev), idx.to(dev), float(self.n), self.ridge, 1e-12, "mean", True,
-            )  # fmt: skip
-            df = torch.as_tensor(self.n - 3.0 - sizes, dtype=torch.float64).view(1, 1, -1)
-        r = r.clamp(-0.9999, 0.9999)
-        return torch.atanh(r) * df.to(r.device).clamp_min(1.0).sqrt()
+            sets = parent_sets(cond)
+            ptr, idx, sizes = sets.ptr, sets.idx, sets.sizes
+        r, _ = ops.pair_partial_corr(
+            self.sum_x, self.sum_y, self.sum_x2, self.sum_y2, self.sum_xy, self.sum_xx,
+            ptr.to(dev), idx.to(dev), float(self.n), self.ridge, 1e-12, "mean", True,
+        )  # fmt: skip
+        return r, torch.as_tensor(self.n - 3.0 - sizes, dtype=torch.float64)
 
-    def _chi(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ok = ~torch.isnan(z)
-        return torch.where(ok, z * z, torch.zeros_like(z)).sum(0), ok.sum(0).to(torch.float64)
+    def z_matrices(self, cond: np.ndarray | None = None) -> torch.Tensor:
+        """Per projection and layer pair, the z statistics ``[M, N, N]`` (float64, NaN
+        where a variance is zero). ``cond``: optional bool ``[N, N]`` conditioning sets
+        ([k, j] = condition target j on source k) instead of the known parents
+        (``score='partial'`` only)."""
+        r, df = self._corr_df(cond)
+        r = r.clamp(-0.9999, 0.9999)
+        return torch.atanh(r) * df.to(r.device).clamp_min(1.0).sqrt().view(1, 1, -1)
+
+    def _chi(self, cond: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(T, m)`` [N, N]: the sum of z^2 over the statistics with data and their
+        number, one statistic at a time (no [M, N, N] temporaries)."""
+        r, df = self._corr_df(cond)
+        scale = df.to(r.device).clamp_min(1.0).view(1, -1)
+        t = torch.zeros(r.shape[1:], dtype=torch.float64, device=r.device)
+        m = torch.zeros_like(t)
+        for k in range(r.shape[0]):
+            z = r[k].clamp(-0.9999, 0.9999)
+            z.atanh_().square_().mul_(scale)
+            ok = ~torch.isnan(z)
+            m += ok
+            t += z.nan_to_num_(0.0)
+        return t, m
 
     def score_matrix(self) -> tuple[np.ndarray, np.ndarray]:
         """``(score [N, N], p_value [N, N])``: the sum of z^2 over the statistics that have
@@ -258,7 +273,7 @@ class GradientEdgeScorer:
         With ``stages > 0`` (partial only) each stage conditions every target on its
         strongest source so far as well: a source keeps the score of the stage that
         picked it, the others are rescored given it."""
-        t, m = self._chi(self.z_matrices())
+        t, m = self._chi()
         if self.score == "partial" and self.stages > 0:
             cond = self._adjacency.copy()
             np.fill_diagonal(cond, False)
@@ -272,7 +287,7 @@ class GradientEdgeScorer:
                 ok = np.isfinite(s_now[best, cols])
                 picked[best[ok], cols[ok]] = True
                 cond[best[ok], cols[ok]] = True
-                t2, m2 = self._chi(self.z_matrices(cond))
+                t2, m2 = self._chi(cond)
                 keep = torch.from_numpy(picked).to(t.device)
                 t = torch.where(keep, t, t2)
                 m = torch.where(keep, m, m2)
