@@ -60,8 +60,9 @@ def _worker(rank, world, init_file, out_dir):
         gd.evaluate_sharded(inf2, shard, agg, ex, top_k=k, q_threshold=q)
         for agg, ex, k, q in QUERIES
     ]
+    aggs = {agg: gd.shard_scores(inf2, shard, agg) for agg in ("mean", "max")}
     with open(f"{out_dir}/rank{rank}.pkl", "wb") as f:
-        pickle.dump({"dp": dp, "shard": shard._asdict(), "frames": frames}, f)
+        pickle.dump({"dp": dp, "shard": shard._asdict(), "frames": frames, "aggs": aggs}, f)
     dist.destroy_process_group()
 
 
@@ -118,6 +119,13 @@ def test_two_gloo_processes(tmp_path):
             "columns)"
         )
     assert cols_total == N
+
+    # sharded scores == one process's aggregate columns, bit for bit
+    for agg in ("mean", "max"):
+        full = one.score_matrices("corr", layer_agg=agg, per_pair=False).aggregated
+        for r in range(world):
+            j0, j1 = got[r]["shard"]["j0"], got[r]["shard"]["j1"]
+            assert _bits_equal(got[r]["aggs"][agg], full[:, j0:j1].contiguous()), (agg, r)
 
     # sharded frames == one process's evaluate, bit for bit, on both ranks
     for i, (agg, ex, k, q) in enumerate(QUERIES):

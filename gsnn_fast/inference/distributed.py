@@ -73,6 +73,7 @@ __all__ = [
     "evaluate_sharded",
     "fit_target_shard",
     "gather_statistics",
+    "shard_scores",
     "target_block",
 ]
 
@@ -270,6 +271,18 @@ class _DistReducer(Reducer):
         return np.concatenate(parts)
 
 
+def shard_scores(
+    inferer: Any, shard: TargetShard, layer_agg: Literal["mean", "max"] = "mean"
+) -> torch.Tensor:
+    """The ``[N, C]`` aggregated 'corr' scores of the shard's targets: the columns
+    ``j0:j1`` of ``inferer.score_matrices('corr', layer_agg=...)``, bit for bit."""
+    _, agg = _ops.pair_corr(
+        shard.sum_x, shard.sum_y, shard.sum_x2, shard.sum_y2, shard.sum_xy, float(shard.n),
+        inferer.tol, inferer.zero_var, layer_agg, False,
+    )  # fmt: skip
+    return agg
+
+
 def evaluate_sharded(
     inferer: Any,
     shard: TargetShard,
@@ -294,10 +307,7 @@ def evaluate_sharded(
     if shard.n < 3:
         raise RuntimeError(f"too few samples for a correlation (n={shard.n})")
     N, P, j0 = inferer.N, inferer.n_pairs, shard.j0
-    _, agg = _ops.pair_corr(
-        shard.sum_x, shard.sum_y, shard.sum_x2, shard.sum_y2, shard.sum_xy, float(shard.n),
-        inferer.tol, inferer.zero_var, layer_agg, False,
-    )  # fmt: skip
+    agg = shard_scores(inferer, shard, layer_agg)
     test = FisherTest(np.float64(shard.n - 3))
     sel = select_rows(
         agg.cpu(), test, test.df, exclude_self, top_k, q_threshold,
