@@ -464,7 +464,10 @@ class MagnitudeEdgeInferer:
             top_k: keep only the ``top_k`` highest-scoring sources of each target (NaN
                 scores never kept; ties to the lower source index).
             q_threshold: keep only rows with ``q_value <= q_threshold``. q-values are
-                always BH over all candidate rows, whatever is kept.
+                always BH over all candidate rows, whatever is kept. With ``top_k`` or
+                ``q_threshold < 1`` no full frame is built (:mod:`.kept_rows`): the
+                ``[N, N]`` aggregate, a few passes over it and the kept rows; the
+                result has the same bits as the full frame filtered.
 
         Returns:
             DataFrame with columns ``src_func, dst_func, src_idx, dst_idx, corr, has_edge``,
