@@ -20,12 +20,15 @@ from gsnn_fast.inference.statistics import SUMS, merge
 from .contract_model import ContractModel, Graph, random_ff_edges
 
 N_IN, N_FUNC, N_OUT = 3, 21, 2
-QUERIES = [  # (layer_agg, exclude_self, top_k, q_threshold)
-    ("mean", True, 3, None),
-    ("max", False, 2, None),
-    ("max", True, None, 0.3),
-    ("max", True, 4, 0.5),
-    ("mean", False, None, 0.95),
+QUERIES = [  # (score, layer_agg, exclude_self, top_k, q_threshold)
+    ("corr", "mean", True, 3, None),
+    ("corr", "max", False, 2, None),
+    ("corr", "max", True, None, 0.3),
+    ("corr", "max", True, 4, 0.5),
+    ("corr", "mean", False, None, 0.95),
+    ("partial", "mean", True, 3, None),
+    ("partial", "max", False, 2, 0.9),
+    ("partial", "max", True, None, 0.5),
 ]
 
 
@@ -56,11 +59,16 @@ def _worker(rank, world, init_file, out_dir):
     # target sharded: every batch on every rank, a block of target columns each
     inf2 = MagnitudeEdgeInferer(model, data)
     shard = gd.fit_target_shard(inf2, batches)
+    gd._SRC_BLOCK, gd._TGT_BLOCK = 8, 4  # several reduced partial problems per shard
     frames = [
-        gd.evaluate_sharded(inf2, shard, agg, ex, top_k=k, q_threshold=q)
-        for agg, ex, k, q in QUERIES
+        gd.evaluate_sharded(inf2, shard, agg, ex, score, top_k=k, q_threshold=q)
+        for score, agg, ex, k, q in QUERIES
     ]
-    aggs = {agg: gd.shard_scores(inf2, shard, agg) for agg in ("mean", "max")}
+    aggs = {
+        (score, agg): gd.shard_scores(inf2, shard, agg, score)
+        for score in ("corr", "partial")
+        for agg in ("mean", "max")
+    }
     with open(f"{out_dir}/rank{rank}.pkl", "wb") as f:
         pickle.dump({"dp": dp, "shard": shard._asdict(), "frames": frames, "aggs": aggs}, f)
     dist.destroy_process_group()
@@ -121,15 +129,15 @@ def test_two_gloo_processes(tmp_path):
     assert cols_total == N
 
     # sharded scores == one process's aggregate columns, bit for bit
-    for agg in ("mean", "max"):
-        full = one.score_matrices("corr", layer_agg=agg, per_pair=False).aggregated
+    for key in got[0]["aggs"]:
+        full = one.score_matrices(key[0], layer_agg=key[1], per_pair=False).aggregated
         for r in range(world):
             j0, j1 = got[r]["shard"]["j0"], got[r]["shard"]["j1"]
-            assert _bits_equal(got[r]["aggs"][agg], full[:, j0:j1].contiguous()), (agg, r)
+            assert _bits_equal(got[r]["aggs"][key], full[:, j0:j1].contiguous()), (key, r)
 
     # sharded frames == one process's evaluate, bit for bit, on both ranks
-    for i, (agg, ex, k, q) in enumerate(QUERIES):
-        want = one.evaluate(layer_agg=agg, exclude_self=ex, top_k=k, q_threshold=q)
+    for i, (score, agg, ex, k, q) in enumerate(QUERIES):
+        want = one.evaluate(layer_agg=agg, exclude_self=ex, score=score, top_k=k, q_threshold=q)
         assert len(want) > 0
         for r in range(world):
             frame = got[r]["frames"][i]

@@ -42,10 +42,13 @@ machines)::
     frame = gd.evaluate_sharded(inferer, shard, top_k=5)   # the same frame on every rank
     dist.destroy_process_group()
 
-Limits: the sharded fit accumulates with torch operations in the op's order (a loop
-over the samples of a batch: exact, but slower than ``gsnn_fast::pair_stats_update``);
-the sharded score is ``'corr'`` (the partial correlation op takes the whole ``[P, N,
-N]`` ``sum_xx``; the shard holds the columns it needs, but no op scores them yet).
+The sharded 'partial' score (relative zero-variance rule) solves reduced square
+problems with ``gsnn_fast::pair_partial_corr``: a block of sources x a block of the
+rank's targets plus their parents, with the sums of those nodes taken from the shard;
+each score is the op's own value, bit for bit. Limits: the sharded fit accumulates
+with torch operations in the op's order (a loop over the samples of a batch: exact,
+but slower than ``gsnn_fast::pair_stats_update``), and a target block whose parents
+are many (a hub) makes its reduced problems large.
 """
 
 from __future__ import annotations
@@ -271,16 +274,124 @@ class _DistReducer(Reducer):
         return np.concatenate(parts)
 
 
-def shard_scores(
-    inferer: Any, shard: TargetShard, layer_agg: Literal["mean", "max"] = "mean"
-) -> torch.Tensor:
-    """The ``[N, C]`` aggregated 'corr' scores of the shard's targets: the columns
-    ``j0:j1`` of ``inferer.score_matrices('corr', layer_agg=...)``, bit for bit."""
-    _, agg = _ops.pair_corr(
-        shard.sum_x, shard.sum_y, shard.sum_x2, shard.sum_y2, shard.sum_xy, float(shard.n),
-        inferer.tol, inferer.zero_var, layer_agg, False,
+#: Sources / targets per reduced partial-correlation problem of a shard.
+_SRC_BLOCK = 1024
+_TGT_BLOCK = 256
+
+
+def _partial_block(
+    inferer: Any,
+    shard: TargetShard,
+    src: torch.Tensor,
+    tgt: torch.Tensor,
+    ridge: float,
+    layer_agg: str,
+    per_pair: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``pair_partial_corr`` of the sources ``src`` x the shard's targets ``tgt``
+    (sorted global indices) as a reduced square problem over the nodes
+    ``V = src | tgt | parents(tgt)`` (in index order, so each conditioning set keeps its
+    order): the sums of V from the shard (``sum_xx`` by symmetry for its rows), the
+    other targets without parents. Returns ``(agg [S, T], per_pair [P, S, T] or
+    None)``."""
+    ptr, idx = inferer._cond_ptr, inferer._cond_idx
+    sets = [idx[int(ptr[j]) : int(ptr[j + 1])] for j in tgt.tolist()]
+    V = torch.unique(torch.cat([src, tgt, *sets]))
+    nv, P, dev = V.numel(), inferer.n_pairs, shard.sum_xy.device
+    Vd = V.to(dev)
+    j0, j1 = shard.j0, shard.j1
+    in_j = ((V >= j0) & (V < j1)).to(dev)
+    jl = Vd[in_j] - j0
+    zeros = torch.zeros((P, nv), dtype=torch.float64, device=dev)
+    sy, sy2 = zeros.clone(), zeros.clone()
+    sy[:, in_j], sy2[:, in_j] = shard.sum_y[:, jl], shard.sum_y2[:, jl]
+    rows = shard.sum_xy.index_select(1, Vd)
+    sxy = torch.zeros((P, nv, nv), dtype=torch.float64, device=dev)
+    sxy[:, :, in_j] = rows.index_select(2, jl)
+    assert shard.sum_xx is not None
+    cols = shard.xx_cols.to(dev)
+    in_u = torch.isin(Vd, cols)
+    uc = torch.searchsorted(cols, Vd[in_u])
+    sxx = torch.zeros((P, nv, nv), dtype=torch.float64, device=dev)
+    sxx[:, :, in_u] = shard.sum_xx.index_select(1, Vd).index_select(2, uc)
+    sxx[:, in_u, :] = sxx[:, :, in_u].transpose(1, 2)  # x_i x_k == x_k x_i, bit for bit
+    # conditioning sets of the wanted targets, in V's indices; no set for the others
+    sizes = torch.zeros(nv, dtype=torch.int64)
+    where = torch.searchsorted(V, tgt)
+    sizes[where] = torch.tensor([len(c) for c in sets], dtype=torch.int64)
+    cptr = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(sizes, 0)])
+    order = torch.argsort(where)
+    cidx = [torch.searchsorted(V, sets[k]) for k in order.tolist()]
+    cidx_t = torch.cat(cidx) if cidx else torch.zeros(0, dtype=torch.int64)
+    pairs, agg = _ops.pair_partial_corr(
+        shard.sum_x[:, Vd], sy, shard.sum_x2[:, Vd], sy2, sxy, sxx, cptr.to(dev),
+        cidx_t.to(dev), float(shard.n), float(ridge), inferer.tol, layer_agg, per_pair,
     )  # fmt: skip
-    return agg
+    si, ti = torch.searchsorted(V, src).to(dev), where.to(dev)
+    agg = agg.index_select(0, si).index_select(1, ti)
+    if not per_pair:
+        return agg, None
+    return agg, pairs.index_select(1, si).index_select(2, ti)
+
+
+def shard_scores(
+    inferer: Any,
+    shard: TargetShard,
+    layer_agg: Literal["mean", "max"] = "mean",
+    score: Literal["corr", "partial"] = "corr",
+    ridge: float = 1e-8,
+) -> torch.Tensor:
+    """The ``[N, C]`` aggregated scores of the shard's targets: the columns ``j0:j1`` of
+    ``inferer.score_matrices(score, ridge, layer_agg)``, bit for bit. 'partial'
+    (relative zero-variance rule) solves reduced problems of ``_SRC_BLOCK`` sources x
+    ``_TGT_BLOCK`` targets and their parents with ``gsnn_fast::pair_partial_corr``."""
+    if score == "corr":
+        _, agg = _ops.pair_corr(
+            shard.sum_x, shard.sum_y, shard.sum_x2, shard.sum_y2, shard.sum_xy,
+            float(shard.n), inferer.tol, inferer.zero_var, layer_agg, False,
+        )  # fmt: skip
+        return agg
+    _check_partial(inferer, shard)
+    N, C = inferer.N, shard.j1 - shard.j0
+    out = torch.empty((N, C), dtype=torch.float64, device=shard.sum_xy.device)
+    for t0 in range(0, C, _TGT_BLOCK):
+        tgt = torch.arange(shard.j0 + t0, shard.j0 + min(C, t0 + _TGT_BLOCK))
+        for s0 in range(0, N, _SRC_BLOCK):
+            src = torch.arange(s0, min(N, s0 + _SRC_BLOCK))
+            agg, _ = _partial_block(inferer, shard, src, tgt, ridge, layer_agg, False)
+            out[s0 : s0 + src.numel(), t0 : t0 + tgt.numel()] = agg
+    return out
+
+
+def _check_partial(inferer: Any, shard: TargetShard) -> None:
+    if shard.sum_xx is None:
+        raise ValueError("score: 'partial' needs sum_xx; fit the shard with track_xx=True")
+    if inferer.zero_var != "relative":
+        raise NotImplementedError("sharded 'partial': the relative zero-variance rule only")
+
+
+def _partial_pairs_at(
+    inferer: Any, shard: TargetShard, src: np.ndarray, dst: np.ndarray, ridge: float
+) -> np.ndarray:
+    """``[P, rows]``: each pair's partial correlation at the rows (src, dst) of the
+    shard, by reduced problems over the rows' sources and targets."""
+    P = inferer.n_pairs
+    out = np.empty((P, src.size), dtype=np.float64)
+    for t0 in range(shard.j0, shard.j1, _TGT_BLOCK):
+        in_t = (dst >= t0) & (dst < t0 + _TGT_BLOCK)
+        if not in_t.any():
+            continue
+        tgt = torch.from_numpy(np.unique(dst[in_t]))
+        srcs = np.unique(src[in_t])
+        for s0 in range(0, srcs.size, _SRC_BLOCK):
+            sb = srcs[s0 : s0 + _SRC_BLOCK]
+            rows = np.flatnonzero(in_t & np.isin(src, sb))
+            _, pp = _partial_block(inferer, shard, torch.from_numpy(sb), tgt, ridge, "max", True)
+            assert pp is not None
+            si = np.searchsorted(sb, src[rows])
+            ti = np.searchsorted(tgt.numpy(), dst[rows])
+            out[:, rows] = pp.cpu().numpy()[:, si, ti]
+    return out
 
 
 def evaluate_sharded(
@@ -288,27 +399,29 @@ def evaluate_sharded(
     shard: TargetShard,
     layer_agg: Literal["mean", "max"] = "mean",
     exclude_self: bool = True,
-    score: Literal["corr"] = "corr",
+    score: Literal["corr", "partial"] = "corr",
+    ridge: float = 1e-8,
     *,
     top_k: int | None = None,
     q_threshold: float | None = None,
     group: Any = None,
 ) -> pd.DataFrame:
-    """``inferer.evaluate(layer_agg, exclude_self, score, top_k=..., q_threshold=...)``
-    from the ranks' shards: the same frame (rows, columns, p- and q-values, bit for
-    bit) on every rank. Collective: call on every rank. ``score='corr'`` only."""
-    if score != "corr":
-        raise NotImplementedError(
-            "evaluate_sharded: score='corr' only; the partial score needs a partial "
-            "correlation op over a block of target columns"
-        )
+    """``inferer.evaluate(layer_agg, exclude_self, score, ridge, top_k=...,
+    q_threshold=...)`` from the ranks' shards: the same frame (rows, columns, p- and
+    q-values, bit for bit) on every rank. Collective: call on every rank. 'partial'
+    needs a shard fitted with ``track_xx`` and the relative zero-variance rule."""
+    if score not in ("corr", "partial"):
+        raise ValueError(f"score: unknown value {score!r}; options are ['corr', 'partial']")
     if top_k is None and (q_threshold is None or q_threshold >= 1.0):
         raise ValueError("evaluate_sharded: needs top_k or a q_threshold below 1")
     if shard.n < 3:
         raise RuntimeError(f"too few samples for a correlation (n={shard.n})")
     N, P, j0 = inferer.N, inferer.n_pairs, shard.j0
-    agg = shard_scores(inferer, shard, layer_agg)
-    test = FisherTest(np.float64(shard.n - 3))
+    agg = shard_scores(inferer, shard, layer_agg, score, ridge)
+    if score == "partial":
+        test = FisherTest((shard.n - 3 - inferer.n_cond).astype(np.float64))
+    else:
+        test = FisherTest(np.float64(shard.n - 3))
     sel = select_rows(
         agg.cpu(), test, test.df, exclude_self, top_k, q_threshold,
         col_offset=j0, reducer=_DistReducer(group),
@@ -317,10 +430,13 @@ def evaluate_sharded(
         raise RuntimeError("evaluate_sharded: p-values not monotone in the scores")
     src, dst = np.divmod(sel.rows, N)
     si, dl = torch.from_numpy(src), torch.from_numpy(dst - j0)
-    sums = (shard.sum_x, shard.sum_y, shard.sum_x2, shard.sum_y2, shard.sum_xy)
-    n, rule = float(shard.n), inferer.zero_var
-    pairs = [pair_corr_at(sums, n, inferer.tol, rule, p, si, dl) for p in range(P)]
-    mine = (sel.rows, sel.score, sel.p, sel.q, np.stack(pairs) if P else np.zeros((0, 0)))
+    if score == "partial":
+        pairs = _partial_pairs_at(inferer, shard, src, dst, ridge)
+    else:
+        sums = (shard.sum_x, shard.sum_y, shard.sum_x2, shard.sum_y2, shard.sum_xy)
+        n, rule = float(shard.n), inferer.zero_var
+        pairs = np.stack([pair_corr_at(sums, n, inferer.tol, rule, p, si, dl) for p in range(P)])
+    mine = (sel.rows, sel.score, sel.p, sel.q, pairs)
     parts: list[Any] = [None] * dist.get_world_size(group)
     dist.all_gather_object(parts, mine, group=group)
     rows = np.concatenate([x[0] for x in parts])
@@ -336,6 +452,8 @@ def evaluate_sharded(
         "corr": s,
         "has_edge": np.take(inferer._adjacency.ravel(), rows),
     }
+    if score == "partial":
+        columns["n_cond"] = np.take(inferer.n_cond, dst)
     for k in range(P):
         columns[f"corr_a{k}_g{k + 1}"] = pp[k][order]
     return rows_frame(inferer.function_nodes, src, dst, columns, p, q)
