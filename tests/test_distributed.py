@@ -146,3 +146,18 @@ def test_two_gloo_processes(tmp_path):
                 a, b = frame[col].to_numpy(), want[col].to_numpy()
                 if a.dtype == np.float64:
                     np.testing.assert_array_equal(a.view(np.int64), b.view(np.int64), err_msg=col)
+
+
+def test_shard_preflight(monkeypatch):
+    """A shard that does not fit is refused before anything is allocated (no process
+    group needed: rank and world come from the arguments' defaults)."""
+    import pytest
+
+    from gsnn_fast.inference import memory
+
+    model, data, batches = _case()
+    inf = MagnitudeEdgeInferer(model, data)
+    monkeypatch.setattr(gd, "_ranks", lambda group: (1, 2))
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 100)
+    with pytest.raises(memory.InsufficientMemoryError, match="fit_target_shard .rank 1"):
+        gd.fit_target_shard(inf, batches)

@@ -63,6 +63,7 @@ import torch.distributed as dist
 
 from .. import _ops
 from ..ops.frame import argsort_stable
+from . import memory
 from .batch_magnitudes import batch_magnitudes, finite_samples, unpack_batch
 from .capture import preserved_mode
 from .devices import model_on
@@ -214,6 +215,13 @@ def fit_target_shard(
     j0, j1 = target_block(N, rank, world)
     C = j1 - j0
     xx_cols = _conditioning_columns(inferer, j0, j1) if inferer.track_xx else None
+
+    n_xx = 0 if xx_cols is None else xx_cols.numel()
+    need = 8 * P * (2 * N + 2 * C + N * C + N * n_xx)
+    memory.check_memory(
+        f"fit_target_shard (rank {rank}, targets {j0}..{j1 - 1})", need, dev, N=N, P=P,
+        track_xx=inferer.track_xx,
+    )  # fmt: skip
 
     def zeros(*shape: int) -> torch.Tensor:
         return torch.zeros(shape, dtype=torch.float64, device=dev)
