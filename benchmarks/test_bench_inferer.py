@@ -66,7 +66,7 @@ def stats_floor(L: int, B: int, N: int) -> tuple[float, float]:
 def test_stats_update(bench, case):
     """Add one batch of (L, B, N) magnitudes to the P = L - 1 pairs' streaming sums.
 
-    gsnn_fast: ``_ops.pair_stats_update``; reference_style: the library's numpy loop
+    gsnn_fast: ``ops.pair_stats_update``; reference_style: the library's numpy loop
     over pairs (float32 magnitudes, float32 GEMMs added into float64 sums);
     vectorised: float64 ``baddbmm_`` over all pairs; torch_matmul_f64: only the two
     float64 ``torch.matmul`` products per pair (x^T y and x^T x) into preallocated
@@ -146,7 +146,7 @@ def partial_floor(P: int, N: int, sizes: np.ndarray) -> tuple[float, float]:
 @pytest.mark.parametrize("case", PARTIAL_CASES, ids=str)
 def test_partial_solve(bench, case):
     """All (pair, target) ridge partial correlations from precomputed moments: the
-    batched solve of score='partial' without the frame. gsnn_fast: ``_ops.partial_corr``
+    batched solve of score='partial' without the frame. gsnn_fast: ``ops.partial_corr``
     on all pairs; vectorised: targets batched by conditioning-set size, batched
     Cholesky; reference_style: one Cholesky + solves per (pair, target)."""
     skip_if_no_device(case)

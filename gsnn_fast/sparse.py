@@ -70,7 +70,7 @@ from collections.abc import Sequence
 
 import torch
 
-from . import _ops
+from . import ops
 
 __all__ = ["SparsePlan", "sparse_linear", "sparse_linear_torch", "has_kernel"]
 
@@ -492,7 +492,7 @@ def _sparse_linear_backward_kernel_torch(
 
 def _torch_kernel_devices() -> tuple[str, ...]:
     """Device types that get the torch kernels: those without a compiled one."""
-    return ("mps",) if _ops.build_info()["cuda"] else ("cuda", "mps")
+    return ("mps",) if ops.build_info()["cuda"] else ("cuda", "mps")
 
 
 for _device in _torch_kernel_devices():

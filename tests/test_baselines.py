@@ -167,7 +167,7 @@ def test_inferer_evaluate(inferers, score, layer_agg, top_k):
 def test_partial_solve_matches_kernel(setup):
     """``partial_from_moments`` of both baselines == ``gsnn_fast::partial_corr``."""
     from benchmarks import cases
-    from gsnn_fast import _ops
+    from gsnn_fast import ops
 
     data = setup["data"]
     N = len(data.node_names_dict["function"])
@@ -186,7 +186,7 @@ def test_partial_solve_matches_kernel(setup):
     sizes = par.sum(0)
     ptr = torch.from_numpy(np.concatenate([[0], np.cumsum(sizes)]))
     idx = torch.from_numpy(np.nonzero(par.T)[1].astype(np.int64))
-    want = _ops.partial_corr(corr, cxy, cxx, vx, vy, ptr, idx, 1e-8, 1e-12)
+    want = ops.partial_corr(corr, cxy, cxx, vx, vy, ptr, idx, 1e-8, 1e-12)
     groups = []
     for s in np.unique(sizes[sizes > 0]):
         t = np.flatnonzero(sizes == s)
@@ -206,7 +206,7 @@ def test_partial_solve_matches_kernel(setup):
 
 
 def test_stats_update_matches_kernel():
-    from gsnn_fast import _ops
+    from gsnn_fast import ops
 
     L, B, N = 4, 32, 30
     g = torch.Generator().manual_seed(3)
@@ -215,7 +215,7 @@ def test_stats_update_matches_kernel():
     P = L - 1
     sums = [torch.zeros(P, N, dtype=torch.float64) for _ in range(4)]
     sxy, sxx = torch.zeros(P, N, N, dtype=torch.float64), torch.zeros(P, N, N, dtype=torch.float64)
-    _ops.pair_stats_update(xm, ym, *sums, sxy, sxx)
+    ops.pair_stats_update(xm, ym, *sums, sxy, sxx)
     want = dict(zip(("sum_x", "sum_y", "sum_x2", "sum_y2"), sums), sum_xy=sxy, sum_xx=sxx)
 
     class _M:  # the minimum an inferer needs: a model honouring the capture contract

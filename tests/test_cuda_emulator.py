@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-import gsnn_fast._ops  # noqa: F401  (loads torch.ops.gsnn_fast)
+import gsnn_fast.ops  # noqa: F401  (loads torch.ops.gsnn_fast)
 from gsnn_fast.sparse import SparsePlan
 
 from .emulator import harness as emu

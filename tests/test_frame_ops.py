@@ -9,15 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from gsnn_fast._ops import (
-    argsort_stable,
-    argsort_stable_torch,
-    bh_q_grouped,
-    frame_order,
-    top_k_rows,
-)
 from gsnn_fast.inference.frame import pair_frame
 from gsnn_fast.inference.significance import bh_qvalues, fisher_p_values
+from gsnn_fast.ops import argsort_stable, bh_q_grouped, frame_order, top_k_rows
+from gsnn_fast.ops.frame import argsort_stable_torch
 
 
 def _values(n, seed):

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import torch
 
-from gsnn_fast import _ops
+from gsnn_fast import ops
 from gsnn_fast.inference import capture
 from gsnn_fast.inference.magnitude_edge_inferer import MagnitudeEdgeInferer
 from gsnn_fast.models import GSNN
@@ -239,7 +239,7 @@ def _inject(inf, X, Y):
     z = [torch.zeros((P, N), dtype=torch.float64) for _ in range(4)]
     sxy = torch.zeros((P, N, N), dtype=torch.float64)
     sxx = torch.zeros((P, N, N), dtype=torch.float64)
-    _ops.pair_stats_update(torch.from_numpy(X), torch.from_numpy(Y), *z, sxy, sxx)
+    ops.pair_stats_update(torch.from_numpy(X), torch.from_numpy(Y), *z, sxy, sxx)
     inf.sum_x, inf.sum_y, inf.sum_x2, inf.sum_y2 = z
     inf.sum_xy, inf.sum_xx, inf.n = sxy, sxx, X.shape[1]
 

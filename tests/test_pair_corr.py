@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from gsnn_fast._ops import pair_corr
 from gsnn_fast.inference.torch_scoring import fold_pairs
+from gsnn_fast.ops import pair_corr
 
 from .conftest import ISAS, bits, require_cuda, require_isa_ran, use_isa, wide_range
 

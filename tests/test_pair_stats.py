@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from gsnn_fast._ops import pair_stats_update
+from gsnn_fast.ops import pair_stats_update
 
 from .conftest import bits, require_cuda, require_isa_ran, use_isa, wide_range
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from gsnn_fast._ops import partial_corr
+from gsnn_fast.ops import partial_corr
 
 from .conftest import ISAS, bits, require_cuda, require_isa_ran, use_isa
 

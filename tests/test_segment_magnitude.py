@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gsnn_fast._ops import segment_magnitude
+from gsnn_fast.ops import segment_magnitude
 
 from .conftest import bits, require_cuda, wide_range
 

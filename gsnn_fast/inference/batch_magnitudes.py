@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .. import _ops
+from .. import ops
 from .capture import activation_gradients, capturing, collect_captured, stack_layers
 
 __all__ = ["batch_magnitudes", "finite_samples", "unpack_batch"]
@@ -77,7 +77,7 @@ def batch_magnitudes(
         )
     if perm is not None:
         stacked = stacked.index_select(2, perm)
-    mags = _ops.segment_magnitude(stacked, ptr, [reduction])[0]
+    mags = ops.segment_magnitude(stacked, ptr, [reduction])[0]
     return mags[:L], mags[L:]
 
 

@@ -147,7 +147,7 @@ def channel_ptr(
     node_ids: torch.Tensor | Sequence[int],
     names: Sequence[Any] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Node -> channel-range CSR for :func:`gsnn_fast._ops.segment_magnitude`.
+    """Node -> channel-range CSR for :func:`gsnn_fast.ops.segment_magnitude`.
 
     Args:
         channel_groups: ``[C]`` integer tensor, channel -> homogeneous node index.

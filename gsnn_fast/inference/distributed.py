@@ -61,7 +61,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from .. import _ops
+from .. import ops
 from ..ops.frame import argsort_stable
 from . import memory
 from .batch_magnitudes import batch_magnitudes, finite_samples, unpack_batch
@@ -331,7 +331,7 @@ def _partial_block(
     order = torch.argsort(where)
     cidx = [torch.searchsorted(V, sets[k]) for k in order.tolist()]
     cidx_t = torch.cat(cidx) if cidx else torch.zeros(0, dtype=torch.int64)
-    pairs, agg = _ops.pair_partial_corr(
+    pairs, agg = ops.pair_partial_corr(
         shard.sum_x[:, Vd], sy, shard.sum_x2[:, Vd], sy2, sxy, sxx, cptr.to(dev),
         cidx_t.to(dev), float(shard.n), float(ridge), inferer.tol, layer_agg, per_pair,
     )  # fmt: skip
@@ -354,7 +354,7 @@ def shard_scores(
     (relative zero-variance rule) solves reduced problems of ``_SRC_BLOCK`` sources x
     ``_TGT_BLOCK`` targets and their parents with ``gsnn_fast::pair_partial_corr``."""
     if score == "corr":
-        _, agg = _ops.pair_corr(
+        _, agg = ops.pair_corr(
             shard.sum_x, shard.sum_y, shard.sum_x2, shard.sum_y2, shard.sum_xy,
             float(shard.n), inferer.tol, inferer.zero_var, layer_agg, False,
         )  # fmt: skip

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .._ops import bh_q_grouped, frame_order, top_k_rows
+from ..ops import bh_q_grouped, frame_order, top_k_rows
 from .significance import bh_qvalues, bh_sorted
 
 __all__ = ["pair_frame"]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import _ops
+from .. import ops
 from . import memory
 from .frame_query import rows_frame, select_rows
 from .torch_scoring import pair_scores_absolute
@@ -88,7 +88,7 @@ def pair_scores_at(
         one = tuple(t[p : p + 1] for t in (*sums, inf.sum_xx))
         if inf.zero_var == "relative":
             # P = 1 with 'max': the pair's own value, copied without arithmetic
-            _, s = _ops.pair_partial_corr(
+            _, s = ops.pair_partial_corr(
                 *one, ptr, idx, float(inf.n), float(ridge), inf.tol, "max", False
             )
         else:

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import _ops
+from .. import ops
 from ..progress import Progress
 from . import memory
 from .batch_magnitudes import batch_magnitudes, finite_samples, unpack_batch
@@ -341,7 +341,7 @@ class MagnitudeEdgeInferer:
                     skipped += int((~keep).sum())
                     xmag, ymag = xmag[:, keep].contiguous(), ymag[:, keep].contiguous()
                 if xmag.shape[1] > 0:
-                    _ops.pair_stats_update(xmag, ymag, *sums, sum_xy, sum_xx)
+                    ops.pair_stats_update(xmag, ymag, *sums, sum_xy, sum_xx)
                     n += int(xmag.shape[1])
                 if carry:  # the held sums are updated in place: keep the counts true
                     self.n, self.n_skipped, self.n_batches = n, skipped, bi + 1
@@ -379,7 +379,7 @@ class MagnitudeEdgeInferer:
     def _corr(self, p: slice, layer_agg: str, per_pair: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """``gsnn_fast::pair_corr`` of the pairs ``p``: ``(per_pair [P', N, N] or empty,
         aggregated [N, N])`` float64, every pair and the aggregate in one pass."""
-        return _ops.pair_corr(
+        return ops.pair_corr(
             self.sum_x[p], self.sum_y[p], self.sum_x2[p], self.sum_y2[p], self.sum_xy[p],
             float(self.n), self.tol, self.zero_var, layer_agg, per_pair,
         )  # fmt: skip
@@ -426,7 +426,7 @@ class MagnitudeEdgeInferer:
         if self.zero_var == "relative":
             dev = self.sum_x.device
             assert self.sum_xx is not None
-            pairs, agg = _ops.pair_partial_corr(
+            pairs, agg = ops.pair_partial_corr(
                 self.sum_x, self.sum_y, self.sum_x2, self.sum_y2, self.sum_xy, self.sum_xx,
                 self._cond_ptr.to(dev), self._cond_idx.to(dev), float(self.n), ridge, self.tol,
                 layer_agg, per_pair,
@@ -439,7 +439,7 @@ class MagnitudeEdgeInferer:
             sums, float(self.n), self._cond_ptr.to(dev), self._cond_idx.to(dev), ridge, self.tol
         )
         pairs, agg = fold_pairs(
-            scores, self.n_pairs, self.N, dev, _ops.LAYER_AGGS[layer_agg], per_pair
+            scores, self.n_pairs, self.N, dev, ops.LAYER_AGGS[layer_agg], per_pair
         )
         return ScoreMatrices(pairs if per_pair else None, agg)
 

@@ -53,7 +53,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .._ops import segment_magnitude
+from ..ops import segment_magnitude
 from .capture import capture_attr, channel_ptr, drop_captured, function_node_ids, stack_layers
 from .edges import adjacency, function_edges
 from .frame import pair_frame

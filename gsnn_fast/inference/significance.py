@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from scipy import special
 
-from .._ops import argsort_stable
+from ..ops import argsort_stable
 
 __all__ = [
     "FisherTest",

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 
-from .. import _ops
+from .. import ops
 
 __all__ = ["fold_pairs", "pair_moments", "pair_scores_absolute", "partial_corr_absolute"]
 
@@ -37,7 +37,7 @@ def pair_moments(
     """
     sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx = sums
     sl = slice(p, p + 1)
-    corr = _ops.pair_corr(sum_x[sl], sum_y[sl], sum_x2[sl], sum_y2[sl], sum_xy[sl], n, tol, rule)
+    corr = ops.pair_corr(sum_x[sl], sum_y[sl], sum_x2[sl], sum_y2[sl], sum_xy[sl], n, tol, rule)
     corr = corr[0][0]
     mean_x, mean_y = sum_x[p] / n, sum_y[p] / n
     var_x = torch.clamp(sum_x2[p] / n - mean_x * mean_x, min=0.0)
@@ -62,7 +62,7 @@ def fold_pairs(
     pair is NaN. Returns ``(per_pair [P, N, N] or (0,), aggregated [N, N])``.
     """
     pairs = torch.empty((P, N, N) if per_pair else (0,), dtype=torch.float64, device=device)
-    mean = agg == _ops.LAYER_AGGS["mean"]
+    mean = agg == ops.LAYER_AGGS["mean"]
     acc: torch.Tensor | None = None
     cnt: torch.Tensor | None = None
     for p, s in enumerate(scores):
