@@ -46,6 +46,8 @@ OPTION_HELP: dict[str, str] = {
     "aggregators": "regressor source aggregators (comma-separated: sum, max, mean, l2)",
     "reduction": "MagnitudeEdgeInferer reduction over a node's channels: l1 or l2",
     "layer_agg": "MagnitudeEdgeInferer aggregation over layer pairs: max or mean",
+    "gradient": "also rank pairs with GradientEdgeScorer (score test of an absent edge, "
+    "docs/EDGE_RECOVERY.md): off, corr or partial; adds gradient / p_ / q_ / rank_ columns",
     "top_k": "keep each target's top_k sources per method (0: all)",
     "q_threshold": "keep rows with a q-value <= this in some method (1: all)",
     "device": "auto, cpu or cuda",
@@ -96,6 +98,7 @@ class InferConfig:
     aggregators: tuple[str, ...] = ("sum", "max")
     reduction: str = "l1"
     layer_agg: str = "max"
+    gradient: str = "off"
     top_k: int = 0
     q_threshold: float = 1.0
     device: str = "auto"
@@ -182,6 +185,7 @@ class InferConfig:
             "nan_samples": ("drop", "error"),
             "reduction": ("l1", "l2"),
             "layer_agg": ("max", "mean"),
+            "gradient": ("off", "corr", "partial"),
             "device": ("auto", "cpu", "cuda"),
             "graph_format": ("", "tsv", "csv", "sif", "graphml"),
         }

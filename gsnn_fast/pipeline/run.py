@@ -269,7 +269,8 @@ class InferResult:
         candidates: the ranked candidate edges (what ``candidates.tsv`` holds).
         frames: each method's own result frame (``mei_partial``, ``mei_corr``:
             ``MagnitudeEdgeInferer.evaluate``; ``regressor``: the best checkpoint's
-            ``MagnitudeEdgeRegressor.evaluate``).
+            ``MagnitudeEdgeRegressor.evaluate``; ``gradient`` with the ``gradient``
+            option: ``GradientEdgeScorer.evaluate``).
         model, regressor, inferer, data: the trained GSNN, the regressor (best
             checkpoint loaded), the fitted inferer and the model's graph (GraphData).
         history: the training history.
@@ -424,7 +425,7 @@ def infer_edges(
     t_start = time.perf_counter()
     from ..data import nx2pyg
     from ..demo import _run_settings, r2_score, resolve_device
-    from ..inference import MagnitudeEdgeInferer, MagnitudeEdgeRegressor
+    from ..inference import GradientEdgeScorer, MagnitudeEdgeInferer, MagnitudeEdgeRegressor
     from ..inference.statistics import save_statistics
     from ..models import GSNN
 
@@ -590,6 +591,12 @@ def infer_edges(
         verbose = progress if progress is not None else sys.stdout.isatty()
         inferer.fit(fit_loader, crit=crit, device=dev, verbose=bool(verbose))
         timings["mei_fit"] = time.perf_counter() - t0
+        scorer = None
+        if cfg.gradient != "off":
+            t0 = time.perf_counter()
+            scorer = GradientEdgeScorer(model, data, score=cfg.gradient, seed=cfg.seed)
+            scorer.fit(fit_loader, crit=crit, device=dev)
+            timings["gradient_fit"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         top_k = cfg.top_k or None
@@ -599,6 +606,9 @@ def infer_edges(
             "regressor": regressor.evaluate(),
         }
         cols = {"mei_partial": "corr", "mei_corr": "corr", "regressor": "score"}
+        if scorer is not None:
+            frames["gradient"] = scorer.evaluate(top_k=top_k)
+            cols["gradient"] = "score"
         N = len(prep.function_nodes)
         idx = {name: i for i, name in enumerate(prep.function_nodes)}
         in_graph = np.zeros((N, N), dtype=bool)
@@ -609,7 +619,7 @@ def infer_edges(
             held[idx[s], idx[d]] = True
         model_graph = in_graph & ~held
         candidates = _candidates(
-            {m: (frames[m], cols[m]) for m in METHODS},
+            {m: (frames[m], cols[m]) for m in frames},
             prep.function_nodes,
             model_graph,
             held,
@@ -636,6 +646,8 @@ def infer_edges(
                 .numpy(),
                 "regressor": regressor.score_matrix(),
             }
+            if scorer is not None:
+                mats["gradient"] = scorer.score_matrix()[0]
             for m, S in mats.items():
                 auc = pair_auc(S[held], S[neg])
                 fpr, tpr = roc_curve(S[held], S[neg])
