@@ -437,4 +437,11 @@ inline void check_pair_partial_corr(const at::Tensor& sum_x, const at::Tensor& s
               " and ", idx.device());
 }
 
+// The error of a host-only op (the result-frame helpers) called on a device tensor;
+// registered as their CUDA kernel, so that it replaces the dispatcher's "no kernel".
+[[noreturn]] inline void host_only(const char* op, const at::Tensor& t) {
+  TORCH_CHECK(false, "gsnn_fast::", op, " runs on the host only (result frames are built on ",
+              "the CPU), got a tensor on ", t.device(), "; move its inputs with .cpu() first");
+}
+
 }  // namespace gsnn_fast

@@ -24,6 +24,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include "../checks.h"
 #include "huge_pages.h"
 
 #include <algorithm>
@@ -280,15 +281,6 @@ TORCH_LIBRARY_IMPL(gsnn_fast, CPU, m) {
   m.impl("frame_order", &frame_order_cpu);
   m.impl("bh_q_grouped", &bh_q_grouped_cpu);
 }
-
-namespace {
-
-[[noreturn]] void host_only(const char* op, const at::Tensor& t) {
-  TORCH_CHECK(false, "gsnn_fast::", op, " runs on the host only (result frames are built on ",
-              "the CPU), got a tensor on ", t.device(), "; move its inputs with .cpu() first");
-}
-
-}  // namespace
 
 // The same ops on CUDA tensors: a clear error (in CPU-only builds too).
 TORCH_LIBRARY_IMPL(gsnn_fast, CUDA, m) {

@@ -26,6 +26,8 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include "../checks.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -225,15 +227,6 @@ TORCH_LIBRARY_IMPL(gsnn_fast, CPU, m) {
   m.impl("column_top_k", &column_top_k_cpu);
   m.impl("score_buckets", &score_buckets_cpu);
 }
-
-namespace {
-
-[[noreturn]] void host_only(const char* op, const at::Tensor& t) {
-  TORCH_CHECK(false, "gsnn_fast::", op, " runs on the host only (result frames are built on ",
-              "the CPU), got a tensor on ", t.device(), "; move its inputs with .cpu() first");
-}
-
-}  // namespace
 
 // The same ops on CUDA tensors: a clear error (in CPU-only builds too).
 TORCH_LIBRARY_IMPL(gsnn_fast, CUDA, m) {

@@ -5,20 +5,17 @@
 //     variances the systems take (NaN where the variance counts as zero);
 //   * per pair p, one block per target j (grid-stride over the N systems):
 //       |S_j| = 0: the plain correlation pair_corr_value of every source;
-//       else the Cholesky factor of cov_xx[S, S] + ridge I read through SumMat
-//       (pivot by thread 0, the rows of a column shared by the threads), alpha and
-//       vy by thread 0 (solve_alpha_at), then the sources shared by the threads
-//       (partial_corr_source_at with SumRows / SumMat);
+//       else the block solves the system (solve_block.cuh) with the covariances
+//       read through SumMat / SumRows;
 //     written into per_pair[p] (or a one-pair buffer);
 //   * per pair p, the fold of its scores into the aggregate (pair_agg_step, pairs
 //     in ascending order; the running values are stored as doubles between pairs,
 //     which is exact, so this equals the CPU's fold of all pairs at once).
-// Shared memory (dynamic, from the largest set smax): the packed factor L, alpha
-// and the set S, as in partial_corr_kernel.cu.
 #include <cuda_runtime.h>
 
 #include "launch.h"
 #include "launchers.h"
+#include "solve_block.cuh"
 
 namespace gsnn_fast {
 namespace {
@@ -65,18 +62,16 @@ __global__ void __launch_bounds__(kPartialCorrThreads)
                        double ridge, double tol, double* __restrict__ dst,
                        double* __restrict__ scratch) {
   GSNN_DYNAMIC_SHARED(double, smem);
-  double* Lp = smem;                                      // tri(smax) doubles
-  double* alpha = Lp + tri(smax);                         // smax doubles
-  int64_t* S = reinterpret_cast<int64_t*>(alpha + smax);  // smax indices
-  GSNN_SHARED(int, factored);                             // written by thread 0 between barriers
+  GSNN_SHARED(int, factored);
   GSNN_SHARED(int, usable);
-  GSNN_SHARED(double, vy_s);
-
+  GSNN_SHARED(double, vy);
+  const SolveShared sh = solve_shared(smem, smax, &factored, &usable, &vy);
   const int tid = threadIdx.x;
   const int64_t nthreads = blockDim.x;
   double* z = scratch + static_cast<int64_t>(blockIdx.x) * smax * nthreads + tid;
   const SumMat xy{sum_xy, m.mean_x, m.mean_y, n, N};
   const SumMat xx{sum_xx, m.mean_x, m.mean_x, n, N};
+  const SumRowsOf rows_of{sum_xx, m.mean_x, n, sh.S, N};
 
   for (int64_t j = blockIdx.x; j < N; j += gridDim.x) {
     const int64_t s = ptr[j + 1] - ptr[j];
@@ -89,40 +84,8 @@ __global__ void __launch_bounds__(kPartialCorrThreads)
       }
       continue;  // shared memory untouched, the same branch in every thread
     }
-    for (int64_t a = tid; a < s; a += nthreads) S[a] = idx[ptr[j] + a];
-    __syncthreads();
-
-    // PARITY: every entry of L by the shared functions; a column's pivot before
-    // its rows, columns in order.
-    for (int64_t c = 0; c < s; ++c) {
-      if (tid == 0) factored = cholesky_pivot(Lp, xx(S[c], S[c]), ridge, tol, c) ? 1 : 0;
-      __syncthreads();
-      if (!factored) break;
-      for (int64_t r = c + 1 + tid; r < s; r += nthreads)
-        cholesky_offdiag(Lp, xx(S[r], S[c]), r, c);
-      __syncthreads();
-    }
-    if (tid == 0) {
-      bool ok = factored != 0;
-      if (ok) {
-        const double v = solve_alpha_at(Lp, xy, S, s, j, sys_var_y[j], alpha);
-        vy_s = v;
-        ok = residual_ok(v, sys_var_y[j], tol);
-      }
-      usable = ok ? 1 : 0;
-    }
-    __syncthreads();
-    if (!usable) {
-      const double nan = nan_d();
-      for (int64_t i = tid; i < N; i += nthreads) oc[i * N] = nan;
-    } else {
-      const double v = vy_s;
-      for (int64_t i = tid; i < N; i += nthreads) {
-        oc[i * N] = partial_corr_source_at(Lp, alpha, S, s, SumRows{sum_xx, m.mean_x, n, N, S, i},
-                                           i, j, sys_var_x[i], xy(i, j), v, tol, z, nthreads);
-      }
-    }
-    __syncthreads();  // the next system overwrites the shared buffers
+    solve_system_block(sh, xx, xy, rows_of, idx + ptr[j], s, j, N, sys_var_x, sys_var_y[j], ridge,
+                       tol, z, oc);
   }
 }
 

@@ -2,21 +2,14 @@
 // csrc/include/gsnn_fast/partial_corr.h, shared with the CPU loop.
 //
 // One block per (pair, target) system (grid-stride over systems, so that the
-// per-thread scratch stays bounded). Shared memory (dynamic, sized from the
-// largest set smax): the packed Cholesky factor L, alpha and the set S.
-//   1. threads copy S_j into shared memory;
-//   2. Cholesky column by column: thread 0 computes the pivot, then the threads
-//      share the rows below it (every entry by cholesky_offdiag: the sequence
-//      the CPU's factors follow too);
-//   3. thread 0 solves for alpha and vy (solve_alpha);
-//   4. the threads share the sources i (partial_corr_source: the header's lane
-//      templates on one source, the sequence every CPU SIMD lane follows too);
-//      each thread's z vector lives in global scratch, interleaved with stride
-//      blockDim.x.
+// per-thread scratch stays bounded): an empty set copies the corr column, any other
+// is solved by the block (solve_block.cuh: the factor in dynamic shared memory sized
+// from the largest set smax).
 #include <cuda_runtime.h>
 
 #include "launch.h"
 #include "launchers.h"
+#include "solve_block.cuh"
 
 namespace gsnn_fast {
 namespace {
@@ -29,12 +22,10 @@ __global__ void __launch_bounds__(kPartialCorrThreads)
                         double ridge, double tol, double* __restrict__ out,
                         double* __restrict__ scratch) {
   GSNN_DYNAMIC_SHARED(double, smem);
-  double* Lp = smem;                                      // tri(smax) doubles
-  double* alpha = Lp + tri(smax);                         // smax doubles
-  int64_t* S = reinterpret_cast<int64_t*>(alpha + smax);  // smax indices
-  GSNN_SHARED(int, ok);
-  GSNN_SHARED(double, vy_s);
-
+  GSNN_SHARED(int, factored);
+  GSNN_SHARED(int, usable);
+  GSNN_SHARED(double, vy);
+  const SolveShared sh = solve_shared(smem, smax, &factored, &usable, &vy);
   const int tid = threadIdx.x;
   const int64_t nthreads = blockDim.x;
   double* z = scratch + static_cast<int64_t>(blockIdx.x) * smax * nthreads + tid;
@@ -46,42 +37,12 @@ __global__ void __launch_bounds__(kPartialCorrThreads)
     double* oc = out + p * NN + j;  // column j, stride N
     if (s == 0) {
       for (int64_t i = tid; i < N; i += nthreads) oc[i * N] = corr[p * NN + i * N + j];
-      continue;  // shared memory untouched
+      continue;  // shared memory untouched, the same branch in every thread
     }
     const double* cxx = cov_xx + p * NN;
-    const double* cxy = cov_xy + p * NN;
-    for (int64_t a = tid; a < s; a += nthreads) S[a] = idx[ptr[j] + a];
-    __syncthreads();
-
-    // PARITY: every entry of L by the shared functions; a column's pivot
-    // before its rows, columns in order.
-    for (int64_t c = 0; c < s; ++c) {
-      if (tid == 0) ok = cholesky_pivot(Lp, cxx[S[c] * N + S[c]], ridge, tol, c) ? 1 : 0;
-      __syncthreads();
-      if (!ok) break;
-      for (int64_t r = c + 1 + tid; r < s; r += nthreads)
-        cholesky_offdiag(Lp, cxx[S[r] * N + S[c]], r, c);
-      __syncthreads();
-    }
-    // Only thread 0 reads ok before the barrier below: it also writes it here, so
-    // a read by another thread in the same interval would race with that write.
-    if (tid == 0 && ok) {
-      const double vy = solve_alpha(Lp, cxy, N, S, s, j, var_y[sys], alpha);
-      vy_s = vy;
-      ok = residual_ok(vy, var_y[sys], tol) ? 1 : 0;
-    }
-    __syncthreads();
-    if (!ok) {
-      const double nan = nan_d();
-      for (int64_t i = tid; i < N; i += nthreads) oc[i * N] = nan;
-    } else {
-      const double vy = vy_s;
-      for (int64_t i = tid; i < N; i += nthreads) {
-        oc[i * N] = partial_corr_source(Lp, alpha, S, s, cxx, cxy, N, i, j, var_x[p * N + i], vy,
-                                        tol, z, nthreads);
-      }
-    }
-    __syncthreads();  // the next system overwrites the shared buffers
+    solve_system_block(sh, PlainMat{cxx, N}, PlainMat{cov_xy + p * NN, N},
+                       PlainRowsOf{cxx, sh.S, N}, idx + ptr[j], s, j, N, var_x + p * N, var_y[sys],
+                       ridge, tol, z, oc);
   }
 }
 

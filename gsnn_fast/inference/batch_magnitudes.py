@@ -9,6 +9,7 @@ float64 value. Samples whose used magnitudes are not finite are reported or drop
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -110,3 +111,28 @@ def finite_samples(
                     "nonfinite='skip' to drop such samples"
                 )
     raise AssertionError("unreachable")
+
+
+def inferer_batches(
+    inf: Any, dataloader: Iterable, blocks: list, crit: Any, dev: torch.device, ptr: torch.Tensor,
+    perm: torch.Tensor | None, nonfinite: str, start: int = 0,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, int]]:  # fmt: skip
+    """The batches of a fit of the inferer ``inf`` from batch ``start`` on, as ``(bi,
+    xmag, ymag, dropped)``: the batch's float64 ``(L, B', N)`` magnitudes on ``dev``
+    (contiguous) without the ``dropped`` samples that had a non-finite magnitude
+    (``nonfinite='skip'``; with ``'raise'`` such a batch raises). Shared by
+    ``MagnitudeEdgeInferer.fit`` and the target-sharded fit."""
+    for bi, batch in enumerate(dataloader):
+        if bi < start:
+            continue  # counted before a checkpoint
+        x, y = unpack_batch(batch, bi, inf._n_in, inf._n_out)
+        xmag, ymag = batch_magnitudes(
+            inf.model, blocks, x.to(dev), y.to(dev), crit, use_pre_norm=inf.use_pre_norm,
+            reduction=inf.reduction, ptr=ptr, perm=perm, n_channels=inf._n_channels,
+        )  # fmt: skip
+        keep = finite_samples(xmag, ymag, bi, nonfinite)
+        dropped = 0
+        if keep is not None:
+            dropped = int((~keep).sum())
+            xmag, ymag = xmag[:, keep].contiguous(), ymag[:, keep].contiguous()
+        yield bi, xmag, ymag, dropped

@@ -64,7 +64,7 @@ import torch.distributed as dist
 from .. import ops
 from ..ops.frame import argsort_stable
 from . import memory
-from .batch_magnitudes import batch_magnitudes, finite_samples, unpack_batch
+from .batch_magnitudes import inferer_batches
 from .capture import preserved_mode
 from .devices import model_on
 from .frame_query import Reducer, rows_frame, select_rows
@@ -234,17 +234,10 @@ def fit_target_shard(
     kcols = xx_cols.to(dev) if xx_cols is not None else None
     n = skipped = batches = 0
     with model_on(inferer.model, dev), preserved_mode(inferer.model, training=False):
-        for bi, batch in enumerate(dataloader):
-            x, y = unpack_batch(batch, bi, inferer._n_in, inferer._n_out)
-            xmag, ymag = batch_magnitudes(
-                inferer.model, blocks, x.to(dev), y.to(dev), crit,
-                use_pre_norm=inferer.use_pre_norm, reduction=inferer.reduction, ptr=ptr,
-                perm=perm, n_channels=inferer._n_channels,
-            )  # fmt: skip
-            keep = finite_samples(xmag, ymag, bi, nonfinite)
-            if keep is not None:
-                skipped += int((~keep).sum())
-                xmag, ymag = xmag[:, keep], ymag[:, keep]
+        for bi, xmag, ymag, dropped in inferer_batches(
+            inferer, dataloader, blocks, crit, dev, ptr, perm, nonfinite
+        ):
+            skipped += dropped
             batches = bi + 1
             if xmag.shape[1] == 0:
                 continue

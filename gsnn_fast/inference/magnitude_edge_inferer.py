@@ -33,7 +33,7 @@ import torch
 from .. import ops
 from ..progress import Progress
 from . import memory
-from .batch_magnitudes import batch_magnitudes, finite_samples, unpack_batch
+from .batch_magnitudes import inferer_batches
 from .capture import channel_ptr, function_node_ids, model_blocks, preserved_mode
 from .devices import model_on
 from .edges import adjacency, function_edges, parent_sets
@@ -327,19 +327,10 @@ class MagnitudeEdgeInferer:
 
         progress = Progress("MagnitudeEdgeInferer.fit", total, enabled=bool(verbose))
         with progress, model_on(self.model, dev), preserved_mode(self.model, training=False):
-            for bi, batch in enumerate(dataloader):
-                if bi < start:
-                    continue  # counted before the checkpoint
-                x, y = unpack_batch(batch, bi, self._n_in, self._n_out)
-                xmag, ymag = batch_magnitudes(
-                    self.model, blocks, x.to(dev), y.to(dev), crit,
-                    use_pre_norm=self.use_pre_norm, reduction=self.reduction, ptr=ptr,
-                    perm=perm, n_channels=self._n_channels,
-                )  # fmt: skip
-                keep = finite_samples(xmag, ymag, bi, nonfinite)
-                if keep is not None:
-                    skipped += int((~keep).sum())
-                    xmag, ymag = xmag[:, keep].contiguous(), ymag[:, keep].contiguous()
+            for bi, xmag, ymag, dropped in inferer_batches(
+                self, dataloader, blocks, crit, dev, ptr, perm, nonfinite, start
+            ):
+                skipped += dropped
                 if xmag.shape[1] > 0:
                     ops.pair_stats_update(xmag, ymag, *sums, sum_xy, sum_xx)
                     n += int(xmag.shape[1])
@@ -497,7 +488,7 @@ class MagnitudeEdgeInferer:
             )
         if selected:
             # large-N route: no full frame, no [P, N, N] per-pair scores
-            frame = self._selected_frame(layer_agg, exclude_self, score, ridge, top_k, q_threshold)
+            frame = selected_frame(self, layer_agg, exclude_self, score, ridge, top_k, q_threshold)
             if frame is not None:
                 return frame
         mats = self.score_matrices(score=score, ridge=ridge, layer_agg=layer_agg, per_pair=True)
@@ -530,19 +521,6 @@ class MagnitudeEdgeInferer:
         if score == "partial":
             return FisherTest((self.n - 3 - self.n_cond).astype(np.float64))
         return FisherTest(np.float64(self.n - 3))
-
-    def _selected_frame(
-        self,
-        layer_agg: str,
-        exclude_self: bool,
-        score: str,
-        ridge: float,
-        top_k: int | None,
-        q_threshold: float | None,
-    ) -> pd.DataFrame | None:
-        """``evaluate`` with ``top_k`` / ``q_threshold`` without the full frame
-        (:func:`.kept_rows.selected_frame`); None when the full frame is needed."""
-        return selected_frame(self, layer_agg, exclude_self, score, ridge, top_k, q_threshold)
 
     #: Within-target ranking of known edges in a result frame (score column ``'corr'``
     #: by default): :func:`gsnn_fast.inference.metrics.evaluate_target_ranking`.
