@@ -138,3 +138,17 @@ def random_ff_edges(n_func: int, n_edges: int, seed: int, self_edges: int = 1) -
     if extra:
         ei = torch.cat([ei, torch.tensor(extra, dtype=torch.int64).T], dim=1)
     return ei
+
+
+def random_batches(
+    n_in: int, n_out: int, sizes: tuple[int, ...], seed: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(x, y) float64 batches of the given sizes, from one seeded generator."""
+    g = torch.Generator().manual_seed(seed)
+    return [
+        (
+            torch.randn(b, n_in, generator=g, dtype=torch.float64),
+            torch.randn(b, n_out, generator=g, dtype=torch.float64),
+        )
+        for b in sizes
+    ]

@@ -17,7 +17,7 @@ from gsnn_fast.inference import distributed as gd
 from gsnn_fast.inference.magnitude_edge_inferer import MagnitudeEdgeInferer
 from gsnn_fast.inference.statistics import SUMS, merge
 
-from .contract_model import ContractModel, Graph, random_ff_edges
+from .contract_model import ContractModel, Graph, random_batches, random_ff_edges
 
 N_IN, N_FUNC, N_OUT = 3, 21, 2
 QUERIES = [  # (score, layer_agg, exclude_self, top_k, q_threshold)
@@ -35,14 +35,7 @@ QUERIES = [  # (score, layer_agg, exclude_self, top_k, q_threshold)
 def _case():
     model = ContractModel(N_IN, N_FUNC, N_OUT, channels=2, layers=3, seed=4)
     data = Graph(N_IN, N_FUNC, N_OUT, random_ff_edges(N_FUNC, 30, 4))
-    g = torch.Generator().manual_seed(9)
-    batches = [
-        (
-            torch.randn(b, N_IN, generator=g, dtype=torch.float64),
-            torch.randn(b, N_OUT, generator=g, dtype=torch.float64),
-        )
-        for b in (6, 9, 4, 8, 7, 5)
-    ]
+    batches = random_batches(N_IN, N_OUT, (6, 9, 4, 8, 7, 5), seed=9)
     return model, data, batches
 
 

@@ -14,7 +14,7 @@ from gsnn_fast.inference.magnitude_edge_inferer import MagnitudeEdgeInferer
 from gsnn_fast.inference.significance import FisherTest, bh_qvalues, fisher_p_values
 from gsnn_fast.ops.frame import column_top_k, score_buckets
 
-from .contract_model import ContractModel, Graph, random_ff_edges
+from .contract_model import ContractModel, Graph, random_batches, random_ff_edges
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +22,7 @@ def inferer():
     n_in, n_func, n_out = 3, 24, 2
     model = ContractModel(n_in, n_func, n_out, channels=2, layers=4, seed=5)
     data = Graph(n_in, n_func, n_out, random_ff_edges(n_func, 60, 5))
-    g = torch.Generator().manual_seed(7)
-    batches = [
-        (
-            torch.randn(b, n_in, generator=g, dtype=torch.float64),
-            torch.randn(b, n_out, generator=g, dtype=torch.float64),
-        )
-        for b in (16, 9, 20, 11)
-    ]
+    batches = random_batches(n_in, n_out, (16, 9, 20, 11), seed=7)
     inf = MagnitudeEdgeInferer(model, data)
     inf.fit(batches, verbose=False)
     return inf

@@ -61,14 +61,10 @@ __global__ void __launch_bounds__(kPartialCorrThreads)
                        const int64_t* __restrict__ idx, int64_t N, int64_t smax, double n,
                        double ridge, double tol, double* __restrict__ dst,
                        double* __restrict__ scratch) {
-  GSNN_DYNAMIC_SHARED(double, smem);
-  GSNN_SHARED(int, factored);
-  GSNN_SHARED(int, usable);
-  GSNN_SHARED(double, vy);
-  const SolveShared sh = solve_shared(smem, smax, &factored, &usable, &vy);
+  GSNN_SOLVE_SHARED(sh, smax);
+  double* z = solve_z(scratch, smax);
   const int tid = threadIdx.x;
   const int64_t nthreads = blockDim.x;
-  double* z = scratch + static_cast<int64_t>(blockIdx.x) * smax * nthreads + tid;
   const SumMat xy{sum_xy, m.mean_x, m.mean_y, n, N};
   const SumMat xx{sum_xx, m.mean_x, m.mean_x, n, N};
   const SumRowsOf rows_of{sum_xx, m.mean_x, n, sh.S, N};

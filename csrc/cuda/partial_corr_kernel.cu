@@ -21,14 +21,10 @@ __global__ void __launch_bounds__(kPartialCorrThreads)
                         const int64_t* __restrict__ idx, int64_t P, int64_t N, int64_t smax,
                         double ridge, double tol, double* __restrict__ out,
                         double* __restrict__ scratch) {
-  GSNN_DYNAMIC_SHARED(double, smem);
-  GSNN_SHARED(int, factored);
-  GSNN_SHARED(int, usable);
-  GSNN_SHARED(double, vy);
-  const SolveShared sh = solve_shared(smem, smax, &factored, &usable, &vy);
+  GSNN_SOLVE_SHARED(sh, smax);
+  double* z = solve_z(scratch, smax);
   const int tid = threadIdx.x;
   const int64_t nthreads = blockDim.x;
-  double* z = scratch + static_cast<int64_t>(blockIdx.x) * smax * nthreads + tid;
   const int64_t NN = N * N;
 
   for (int64_t sys = blockIdx.x; sys < P * N; sys += gridDim.x) {

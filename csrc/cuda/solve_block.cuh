@@ -40,6 +40,22 @@ __device__ __forceinline__ SolveShared solve_shared(double* smem, int64_t smax, 
   return SolveShared{smem, alpha, reinterpret_cast<int64_t*>(alpha + smax), factored, usable, vy};
 }
 
+// Declares a solving block's shared memory (dynamic: the factor, alpha and the set;
+// static: the three flags) and its view `name`, in a kernel.
+#define GSNN_SOLVE_SHARED(name, smax)       \
+  GSNN_DYNAMIC_SHARED(double, name##_smem); \
+  GSNN_SHARED(int, name##_factored);        \
+  GSNN_SHARED(int, name##_usable);          \
+  GSNN_SHARED(double, name##_vy);           \
+  const SolveShared name =                  \
+      solve_shared(name##_smem, smax, &name##_factored, &name##_usable, &name##_vy)
+
+// This thread's z vector in the blocks' global scratch (smax doubles at stride
+// blockDim.x, a block's after the previous block's).
+__device__ __forceinline__ double* solve_z(double* scratch, int64_t smax) {
+  return scratch + static_cast<int64_t>(blockIdx.x) * smax * blockDim.x + threadIdx.x;
+}
+
 // rows_of(i) for the two covariance sources: B = cov_xx[S, i] read from a matrix, or
 // formed from sum_xx (SumRows).
 struct PlainRowsOf {

@@ -20,6 +20,20 @@ from .significance import bh_qvalues, bh_sorted
 __all__ = ["pair_frame"]
 
 
+def pair_columns(names: Sequence[str], src: np.ndarray, dst: np.ndarray) -> dict[str, object]:
+    """The first four columns of a result frame: ``src_func, dst_func`` as categoricals
+    over the node list (two integer codes per row instead of two Python strings: a
+    4e6-row frame builds ~10x faster, 1e8 rows fit in memory), then ``src_idx,
+    dst_idx``."""
+    categories = pd.Index(list(names))
+    return {
+        "src_func": pd.Categorical.from_codes(src, categories=categories),
+        "dst_func": pd.Categorical.from_codes(dst, categories=categories),
+        "src_idx": src,
+        "dst_idx": dst,
+    }
+
+
 def pair_frame(
     names: Sequence[str],
     columns: Mapping[str, np.ndarray],
@@ -77,15 +91,7 @@ def pair_frame(
             sel &= q_all <= q_threshold
         rows, p_all, q_all = rows[sel], p_all[sel], q_all[sel]
         src_idx, dst_idx, sorted_score = src_idx[sel], dst_idx[sel], sorted_score[sel]
-    # Names as categoricals over the node list: two integer codes per row instead of
-    # two Python strings (a 4e6-row frame builds ~10x faster; 1e8 rows fit in memory).
-    categories = pd.Index(list(names))
-    data: dict[str, object] = {
-        "src_func": pd.Categorical.from_codes(src_idx, categories=categories),
-        "dst_func": pd.Categorical.from_codes(dst_idx, categories=categories),
-        "src_idx": src_idx,
-        "dst_idx": dst_idx,
-    }
+    data = pair_columns(names, src_idx, dst_idx)
     for key, values in columns.items():
         if key == sort_by:
             data[key] = sorted_score

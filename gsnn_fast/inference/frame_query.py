@@ -46,6 +46,7 @@ import pandas as pd
 import torch
 
 from ..ops.frame import argsort_stable, column_top_k, score_buckets
+from .frame import pair_columns
 from .significance import one_sided_normal_p
 
 __all__ = ["Reducer", "Selection", "rows_frame", "score_edges", "select_rows"]
@@ -421,13 +422,7 @@ def rows_frame(
     :func:`.frame.pair_frame` lays out its rows: ``src_func, dst_func`` (Categorical
     over ``names``), ``src_idx, dst_idx``, ``columns`` (one value per row, in order),
     ``p_value, q_value``; ``attrs['nodes']`` = ``names``."""
-    categories = pd.Index(list(names))
-    data: dict[str, object] = {
-        "src_func": pd.Categorical.from_codes(src, categories=categories),
-        "dst_func": pd.Categorical.from_codes(dst, categories=categories),
-        "src_idx": src,
-        "dst_idx": dst,
-    }
+    data = pair_columns(names, src, dst)
     data.update(columns)
     data["p_value"] = p
     data["q_value"] = q
