@@ -8,7 +8,9 @@ candidate frame and the trained objects); :func:`load_run` reloads a written run
 from __future__ import annotations
 
 from .config import InferConfig
-from .run import InferResult, PreparedData, infer_edges, load_run, prepare_data
+from .data import PreparedData, prepare_data
+from .reload import load_run
+from .run import InferResult, infer_edges
 from .training import EpochRecord, TrainHistory, batch_loader, train_joint
 
 __all__ = [
