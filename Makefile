@@ -11,12 +11,15 @@ DEMO_ARGS ?=
 
 .PHONY: demo test build bench lint format clean gpu-check dist
 
+# The optional extras (matplotlib: plots, pyarrow: Parquet) are installed too, so that
+# the demo draws its figures and the tests exercise those paths instead of skipping.
 $(VENV)/.installed: pyproject.toml setup.py
 	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
 	  echo "keeping the torch of $(PYTHON)"; $(PYTHON) -m venv --system-site-packages $(VENV); \
 	else $(PYTHON) -m venv $(VENV); fi
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q numpy scipy pandas networkx ninja setuptools wheel pytest pytest-benchmark
+	$(PY) -m pip install -q matplotlib pyarrow
 	MAX_JOBS=2 $(PY) -m pip install -q --no-build-isolation -e .
 	touch $@
 
@@ -25,14 +28,12 @@ build: $(VENV)/.installed
 	MAX_JOBS=2 $(PY) setup.py -q build_ext --inplace --force
 
 demo: build
-	$(PY) -m pip install -q matplotlib
 	$(VENV)/bin/gsnn-fast demo $(DEMO_ARGS)
 
 test: build
 	$(PY) -m pytest
 
 bench: build
-	$(PY) -m pip install -q matplotlib
 	$(PY) -m benchmarks.run
 
 # Source distribution and CPU wheel in dist/ (the wheel is built from the unpacked sdist,
