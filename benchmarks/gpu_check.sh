@@ -42,7 +42,7 @@ step() {  # step NAME SECONDS COMMAND...
 step machine 60 bash -c "nvidia-smi; $PY -c 'import torch; print(torch.__version__, \
 torch.version.cuda, torch.cuda.get_device_name(0))'; git log -1 --format='%h %cI %s'"
 step build 420 env GSNN_FAST_CUDA=1 MAX_JOBS="$jobs" "$PY" setup.py -q build_ext --inplace
-step tests 300 "$PY" -m pytest -q -p no:cacheprovider -x tests
+step tests 300 "$PY" -m pytest -q -p no:cacheprovider -rs tests
 if command -v compute-sanitizer >/dev/null 2>&1; then
   step memcheck 180 compute-sanitizer --tool memcheck --error-exitcode 9 \
     "$PY" benchmarks/gpu_sanitize.py
