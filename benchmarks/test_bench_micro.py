@@ -20,7 +20,7 @@ IMPLS = ("gsnn_fast", "torch_steps")
 CASES = [
     cases.Case("pair_corr", impl, "conv", N)
     for N in cases._sizes()
-    if N <= cases.FAST_MAX["evaluate_corr"]
+    if N <= cases.FAST_MAX["evaluate_corr"] and cases.profile() != "gpu"  # CPU cases only
     for impl in IMPLS
 ]
 
