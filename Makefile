@@ -52,12 +52,12 @@ gpu-check:
 lint: $(VENV)/.installed
 	$(PY) -m pip install -q ruff clang-format
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
-	$(VENV)/bin/clang-format --dry-run -Werror $$(git ls-files 'csrc/*.h' 'csrc/*.cpp' 'csrc/*.cu')
+	$(VENV)/bin/clang-format --dry-run -Werror $$(git ls-files 'csrc/*.h' 'csrc/*.cuh' 'csrc/*.cpp' 'csrc/*.cu' 'tests/emulator/*.h' 'tests/emulator/*.cpp' 'tests/emulator/*.cu')
 
 format: $(VENV)/.installed
 	$(PY) -m pip install -q ruff clang-format
 	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
-	$(VENV)/bin/clang-format -i $$(git ls-files 'csrc/*.h' 'csrc/*.cpp' 'csrc/*.cu')
+	$(VENV)/bin/clang-format -i $$(git ls-files 'csrc/*.h' 'csrc/*.cuh' 'csrc/*.cpp' 'csrc/*.cu' 'tests/emulator/*.h' 'tests/emulator/*.cpp' 'tests/emulator/*.cu')
 
 clean:
 	rm -rf build gsnn_fast/_C*.so csrc/generated *.egg-info
