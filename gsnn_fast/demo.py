@@ -171,37 +171,21 @@ def _pos_neg(
 
 
 def _write_plots(out: Path, val_auc: Sequence[float], best_epoch: int | None, rocs: dict) -> bool:
-    """val_auc.png and roc.png with matplotlib's object API (no pyplot, no global backend
-    change). Returns False when matplotlib is missing."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        return False
-    fig = Figure(figsize=(7, 4))
-    ax = fig.subplots()
-    epochs = np.arange(1, len(val_auc) + 1)
-    ax.plot(epochs, val_auc, marker="o", ms=4)
-    if best_epoch is not None:
-        ax.axvline(best_epoch, color="C1", ls="--", label=f"best epoch ({best_epoch})")
-    ax.axhline(0.5, color="k", ls=":", alpha=0.5, label="random")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("val AUC (held-out vs non-edge)")
-    ax.set_title("Online regressor: validation edge recovery during training")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "val_auc.png", dpi=120)
+    """val_auc.png and roc.png (the pipeline's plot helpers). Returns False when
+    matplotlib is missing."""
+    from .pipeline.plots import have_matplotlib, plot_roc, plot_val_auc
 
-    fig = Figure(figsize=(7, 5))
-    ax = fig.subplots()
-    for name, (fpr, tpr, auc) in rocs.items():
-        ax.plot(fpr, tpr, label=f"{name} (AUC={auc:.3f})")
-    ax.plot([0, 1], [0, 1], "k--", alpha=0.5)
-    ax.set_xlabel("FPR")
-    ax.set_ylabel("TPR")
-    ax.set_title("ROC: test held-out edges vs non-edges")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "roc.png", dpi=120)
+    if not have_matplotlib():
+        return False
+    plot_val_auc(
+        out / "val_auc.png",
+        val_auc,
+        best_epoch,
+        ylabel="val AUC (held-out vs non-edge)",
+        title="Online regressor: validation edge recovery during training",
+    )
+    title = "ROC: test held-out edges vs non-edges"
+    plot_roc(out / "roc.png", rocs, xlabel="FPR", ylabel="TPR", title=title)
     return True
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["have_matplotlib", "write_run_plots", "PLOT_FILES"]
+__all__ = ["have_matplotlib", "plot_roc", "plot_val_auc", "write_run_plots", "PLOT_FILES"]
 
 PLOT_FILES = ("loss.png", "val_auc.png", "roc.png", "pvalues.png", "top_candidates.png")
 LABELS = {"mei_partial": "MEI partial", "mei_corr": "MEI corr", "regressor": "regressor (best)"}
@@ -21,6 +21,51 @@ def have_matplotlib() -> bool:
     except ImportError:
         return False
     return True
+
+
+def plot_val_auc(
+    path: Path, val_auc: Sequence[float], best_epoch: int | None, *, ylabel: str, title: str
+) -> None:
+    """The regressor's validation edge AUC per epoch, its best epoch marked (needs
+    matplotlib)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    ax.plot(np.arange(1, len(val_auc) + 1), val_auc, marker="o", ms=3)
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="C1", ls="--", label=f"best epoch ({best_epoch})")
+    ax.axhline(0.5, color="k", ls=":", alpha=0.5, label="random")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def plot_roc(
+    path: Path,
+    rocs: dict[str, tuple[np.ndarray, np.ndarray, float]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+) -> None:
+    """ROC curves ``{label: (fpr, tpr, auc)}`` against the diagonal (needs matplotlib)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 5))
+    ax = fig.subplots()
+    for label, (fpr, tpr, auc) in rocs.items():
+        ax.plot(fpr, tpr, label=f"{label} (AUC={auc:.3f})")
+    ax.plot([0, 1], [0, 1], "k--", alpha=0.5)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def write_run_plots(
@@ -60,37 +105,23 @@ def write_run_plots(
     written.append("loss.png")
 
     if np.isfinite(np.asarray(val_auc, dtype=float)).any():
-        fig = Figure(figsize=(7, 4))
-        ax = fig.subplots()
-        ax.plot(epochs, val_auc, marker="o", ms=3)
-        if best_regressor_epoch is not None:
-            ax.axvline(
-                best_regressor_epoch,
-                color="C1",
-                ls="--",
-                label=f"best epoch ({best_regressor_epoch})",
-            )
-        ax.axhline(0.5, color="k", ls=":", alpha=0.5, label="random")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("ROC-AUC (held-out known edges vs non-edges)")
-        ax.set_title("Online regressor: validation edge recovery per epoch")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "val_auc.png", dpi=110)
+        plot_val_auc(
+            out / "val_auc.png",
+            val_auc,
+            best_regressor_epoch,
+            ylabel="ROC-AUC (held-out known edges vs non-edges)",
+            title="Online regressor: validation edge recovery per epoch",
+        )
         written.append("val_auc.png")
 
     if rocs:
-        fig = Figure(figsize=(6, 5))
-        ax = fig.subplots()
-        for name, (fpr, tpr, auc) in rocs.items():
-            ax.plot(fpr, tpr, label=f"{LABELS.get(name, name)} (AUC={auc:.3f})")
-        ax.plot([0, 1], [0, 1], "k--", alpha=0.5)
-        ax.set_xlabel("false positive rate (non-edges)")
-        ax.set_ylabel("true positive rate (held-out known edges)")
-        ax.set_title("ROC: held-out known edges vs non-edges")
-        ax.legend(loc="lower right")
-        fig.tight_layout()
-        fig.savefig(out / "roc.png", dpi=110)
+        plot_roc(
+            out / "roc.png",
+            {LABELS.get(name, name): roc for name, roc in rocs.items()},
+            xlabel="false positive rate (non-edges)",
+            ylabel="true positive rate (held-out known edges)",
+            title="ROC: held-out known edges vs non-edges",
+        )
         written.append("roc.png")
 
     pcols = [c for c in ("p_mei_partial", "p_mei_corr", "p_regressor") if c in candidates]
