@@ -155,10 +155,11 @@ inline void validate_segment_ptr(const at::Tensor& ptr_t, int64_t C) {
 // same unmodified index tensors (a layer's plan, every training step) skips the copy
 // and its sync. An entry matches only the same storage (held by a weak reference, so
 // a freed and reused allocation cannot match), offset, sizes, strides and version
-// counter (bumped by every in-place change), under the same key (the op and the
-// parameters the check depended on). Inference tensors have no version counter and
-// are checked every time.
-inline void validate_on_host(const std::string& key, std::initializer_list<at::Tensor> tensors,
+// counter (bumped by every in-place change), under the same key (op, part, param and
+// flag: what the check depended on; formed only on a GPU). Inference tensors have no
+// version counter and are checked every time.
+inline void validate_on_host(const char* op, const char* part, int64_t param, bool flag,
+                             std::initializer_list<at::Tensor> tensors,
                              const std::function<void(const std::vector<at::Tensor>&)>& check) {
   struct Item {
     c10::weak_intrusive_ptr<c10::StorageImpl> storage;
@@ -184,7 +185,13 @@ inline void validate_on_host(const std::string& key, std::initializer_list<at::T
     on_host = on_host && t.device().is_cpu();
     cacheable = cacheable && !t.is_inference() && t.has_storage();
   }
-  if (!on_host && cacheable) {
+  if (on_host) {  // the CPU ops: check the tensors themselves, nothing to remember
+    check(std::vector<at::Tensor>(tensors));
+    return;
+  }
+  const std::string key =
+      std::string(op) + "/" + part + "/" + std::to_string(param) + (flag ? "/1" : "/0");
+  if (cacheable) {
     const std::lock_guard<std::mutex> lock(mutex);
     for (const Entry& e : cache) {
       if (e.key != key || e.items.size() != tensors.size()) continue;
@@ -197,7 +204,7 @@ inline void validate_on_host(const std::string& key, std::initializer_list<at::T
   std::vector<at::Tensor> host;
   for (const at::Tensor& t : tensors) host.push_back(t.device().is_cpu() ? t : t.cpu());
   check(host);  // throws on bad contents
-  if (on_host || !cacheable) return;
+  if (!cacheable) return;
   Entry e{key, {}};
   for (const at::Tensor& t : tensors) {
     e.items.push_back(Item{t.storage().getWeakStorageImpl(), t.storage_offset(), t._version(),
@@ -213,16 +220,15 @@ inline void validate_on_host(const std::string& key, std::initializer_list<at::T
 inline void validate_sparse_csr_on_host(const char* op, const char* which, const at::Tensor& ptr,
                                         const at::Tensor& idx, const at::Tensor& perm,
                                         int64_t n_idx, bool check_perm) {
-  const std::string key =
-      std::string(op) + "/" + which + "/" + std::to_string(n_idx) + (check_perm ? "/perm" : "");
-  validate_on_host(key, {ptr, idx, perm}, [&](const std::vector<at::Tensor>& h) {
-    validate_sparse_csr(op, which, h[0], h[1], h[2], n_idx, check_perm);
-  });
+  validate_on_host(op, which, n_idx, check_perm, {ptr, idx, perm},
+                   [&](const std::vector<at::Tensor>& h) {
+                     validate_sparse_csr(op, which, h[0], h[1], h[2], n_idx, check_perm);
+                   });
 }
 
 // The content checks of segment_magnitude's ptr on any device.
 inline void validate_segment_ptr_on_host(const at::Tensor& ptr, int64_t C) {
-  validate_on_host("segment_magnitude/" + std::to_string(C), {ptr},
+  validate_on_host("segment_magnitude", "ptr", C, false, {ptr},
                    [&](const std::vector<at::Tensor>& h) { validate_segment_ptr(h[0], C); });
 }
 
