@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from . import sparse  # noqa: F401  (registers the sparse-linear autograd and fakes)
 from .data import GraphData, nx2pyg, pyg2nx, simulate
-from .inference import GradientEdgeScorer, MagnitudeEdgeInferer, MagnitudeEdgeRegressor
+from .inference import (
+    CompletionEdgeScorer,
+    GradientEdgeScorer,
+    MagnitudeEdgeInferer,
+    MagnitudeEdgeRegressor,
+)
 from .models import GSNN, ResBlock, SparseLinear
 from .ops import build_info
 
 __version__ = "0.1.0"
 __all__ = [
+    "CompletionEdgeScorer",
     "GSNN",
     "GradientEdgeScorer",
     "GraphData",

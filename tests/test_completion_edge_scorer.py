@@ -1,0 +1,147 @@
+"""CompletionEdgeScorer: reachability, the completed graph, and how the two models' scores
+combine (the first scorer's where it sees a pair, the weighted completed scorer's on the
+silent pairs; no retraining when nothing is silent)."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+
+from gsnn_fast import GSNN, CompletionEdgeScorer, GradientEdgeScorer, nx2pyg
+from gsnn_fast.data import build_convergence_graph, default_held_out_edges
+from gsnn_fast.inference.completion_edge_scorer import complete_graph, reachability
+
+# in0 -> a -> c -> o0;  in1 -> b -> d (d reaches no output);  e -> c (no input reaches e);
+# f has no edge at all
+FUNCS = ["a", "b", "c", "d", "e", "f"]
+
+
+def _silent_graph():
+    G = nx.DiGraph()
+    G.add_nodes_from(["in0", "in1", *FUNCS, "o0", "o1"])
+    G.add_edges_from([("in0", "a"), ("in1", "b"), ("a", "c"), ("c", "o0"), ("b", "d")])
+    G.add_edges_from([("e", "c"), ("a", "o1")])
+    return nx2pyg(G, ["in0", "in1"], FUNCS, ["o0", "o1"])
+
+
+def _gsnn(data, seed=0):
+    torch.manual_seed(seed)
+    return GSNN(
+        data.edge_index_dict, data.node_names_dict, channels=3, layers=3, share_layers=False,
+        norm="none", dropout=0.0, node_mlp=False,
+    )  # fmt: skip
+
+
+def _batches(n_in, n_out, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [
+        (torch.randn(b, n_in, generator=g), torch.randn(b, n_out, generator=g)) for b in (16, 12)
+    ]
+
+
+def test_reachability():
+    fed, reaches = reachability(_silent_graph())
+    assert fed.tolist() == [True, True, True, True, False, False]
+    assert reaches.tolist() == [True, False, True, False, True, False]
+
+
+def test_complete_graph_adds_best_candidates_and_shortcuts():
+    data = _silent_graph()
+    idx = {f: i for i, f in enumerate(FUNCS)}
+    S = np.zeros((6, 6))
+    S[idx["b"], idx["e"]] = 5.0  # best fed parent of e (a, b, c, d are fed)
+    S[idx["e"], idx["a"]] = 9.0  # not a candidate parent of anything: e is not fed
+    S[idx["d"], idx["e"]] = 4.0  # best reaching child of d
+    S[idx["d"], idx["b"]] = 8.0  # b reaches no output: not a candidate child
+    S[idx["a"], idx["c"]] = 99.0  # a known edge: never added
+    done, added, counts = complete_graph(data, S, per_node=1)
+    assert {(FUNCS[i], FUNCS[j]) for i, j in zip(*np.nonzero(added))} == {("b", "e"), ("d", "e")}
+    assert counts == {"added_edges": 2, "shortcut_in_nodes": 1, "shortcut_out_nodes": 1}
+    fed, reaches = reachability(done)
+    assert fed.all() and reaches.all()
+    # f (isolated) takes every input and every output; nothing else gets a shortcut
+    ein = done.edge_index_dict[("input", "to", "function")]
+    eout = done.edge_index_dict[("function", "to", "output")]
+    assert sorted(ein[0, ein[1] == idx["f"]].tolist()) == [0, 1]
+    assert sorted(eout[1, eout[0] == idx["f"]].tolist()) == [0, 1]
+    assert ein.shape[1] == 4 and eout.shape[1] == 4
+    with pytest.raises(ValueError, match="per_node"):
+        complete_graph(data, S, per_node=0)
+    with pytest.raises(ValueError, match="shape"):
+        complete_graph(data, S[:5], per_node=1)
+
+
+def test_no_silent_pairs_no_retraining():
+    G, _, inputs, functions, outputs, _ = build_convergence_graph(4)
+    G.remove_edges_from(default_held_out_edges(4))
+    data = nx2pyg(G, inputs, functions, outputs)
+    model = _gsnn(data)
+    batches = _batches(len(inputs), len(outputs))
+
+    def never(*_a):
+        raise AssertionError("retrained although nothing is silent")
+
+    sc = CompletionEdgeScorer(model, data, never, never)
+    sc.fit(batches)
+    ref = GradientEdgeScorer(model, data, score="partial")
+    ref.fit(batches)
+    np.testing.assert_array_equal(sc.score_matrix()[0], ref.score_matrix()[0])
+    assert sc.completed is None and not sc.silent.any()
+
+
+def test_silent_pairs_take_the_weighted_completed_scores():
+    data = _silent_graph()
+    model = _gsnn(data)
+    batches = _batches(2, 2)
+    built, trained = [], []
+
+    def make_model(d):
+        built.append(d)
+        return _gsnn(d, seed=1)
+
+    def train(m):
+        trained.append(m)
+
+    sc = CompletionEdgeScorer(model, data, make_model, train, silent_weight=0.25)
+    sc.fit(batches)
+    assert len(built) == 1 and trained == [sc.completed_model]
+    fed, reaches = reachability(data)
+    silent = ~fed[:, None] | ~reaches[None, :]
+    np.fill_diagonal(silent, False)
+    np.testing.assert_array_equal(sc.silent, silent)
+    s0 = GradientEdgeScorer(model, data, score="partial")
+    s0.fit(batches)
+    s1 = GradientEdgeScorer(sc.completed_model, built[0], score="partial")
+    s1.fit(batches)
+    score, p = sc.score_matrix()
+    np.testing.assert_array_equal(score[~silent], s0.score_matrix()[0][~silent])
+    np.testing.assert_array_equal(score[silent], 0.25 * s1.score_matrix()[0][silent])
+    np.testing.assert_array_equal(p[silent], s1.score_matrix()[1][silent])
+    # the first model sees none of the silent pairs; the completed one most of them (3
+    # layers: a few pairs are still too far from an input or an output)
+    assert np.isnan(s0.score_matrix()[0][silent]).all()
+    assert np.isfinite(score[silent]).mean() > 0.5
+    frame = sc.evaluate()
+    assert list(frame.columns[4:]) == ["score", "has_edge", "silent", "p_value", "q_value"]
+    assert len(frame) == 30 and int(frame["silent"].sum()) == int(silent.sum())
+    assert frame["score"].dropna().is_monotonic_decreasing
+    assert frame["score"].iloc[: frame["score"].notna().sum()].notna().all()  # NaN last
+
+
+def test_bad_arguments():
+    data = _silent_graph()
+    model = _gsnn(data)
+    ok = lambda *_a: None  # noqa: E731
+    with pytest.raises(TypeError, match="callables"):
+        CompletionEdgeScorer(model, data, None, ok)
+    for bad in (0, -1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="silent_weight"):
+            CompletionEdgeScorer(model, data, ok, ok, silent_weight=bad)
+    with pytest.raises(ValueError, match="per_node"):
+        CompletionEdgeScorer(model, data, ok, ok, per_node=0)
+    with pytest.raises(ValueError, match="score"):
+        CompletionEdgeScorer(model, data, ok, ok, score="magnitude")
+    with pytest.raises(RuntimeError, match="fit"):
+        CompletionEdgeScorer(model, data, ok, ok).score_matrix()
