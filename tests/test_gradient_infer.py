@@ -1,5 +1,6 @@
 """``gsnn-fast infer --gradient``: the GradientEdgeScorer's columns in candidates.tsv, its
-held-out AUC in results.json, the option in config.toml; off by default."""
+held-out AUC in results.json, the option in config.toml; off by default; ``complete``
+scores the silent pairs (CompletionEdgeScorer)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from benchmarks.infer_seed_example import write_seed_example
 from gsnn_fast.cli import main
+from gsnn_fast.inference.completion_edge_scorer import reachability
 from gsnn_fast.pipeline import InferConfig, infer_edges
 
 FAST_KW = {"epochs": 2, "channels": 4, "layers": 3, "threads": 1, "plots": False}
@@ -46,3 +48,18 @@ def test_gradient_off_by_default(example):
     assert set(res.frames) == {"mei_partial", "mei_corr", "regressor"}
     with pytest.raises(Exception, match="gradient"):
         InferConfig.from_dict({"gradient": "magnitude"})
+
+
+def test_gradient_complete_scores_the_silent_pairs(example):
+    res = infer_edges(
+        example["network"], example["inputs"], example["outputs"], log=None,
+        gradient="complete", edge_val_fraction=0.5, **FAST_KW,
+    )  # fmt: skip
+    frame = res.frames["gradient"]
+    fed, reaches = reachability(res.data)
+    want = ~fed[frame["src_idx"].to_numpy()] | ~reaches[frame["dst_idx"].to_numpy()]
+    assert (frame["silent"].to_numpy() == want).all()
+    assert want.any()  # half of the edges withheld: some nodes lose their paths
+    assert frame.loc[frame["silent"], "score"].notna().any()
+    assert res.candidates["gradient"].notna().any()
+    assert res.results["config"]["gradient"] == "complete"

@@ -31,6 +31,7 @@ LABELS = {
     "grad_corr": "gradient corr (new)",
     "grad_partial": "gradient partial (new)",
     "grad_partial_stage1": "gradient partial + 1 stage (new)",
+    "grad_complete": "gradient partial + completion (new)",
 }
 
 
@@ -126,9 +127,36 @@ def markdown(summary: dict, runs: list[dict], meta: dict) -> str:
         "",
         "Test edges (silent): test edges over all seeds, and in brackets those whose source "
         "has no path from an input or whose target has no path to an output in the graph "
-        "the model sees; the model carries no signal for them, every method scores them "
-        "NaN (ranked last).",
+        "the model sees; the model carries no signal for them: every method that reads the "
+        "trained model scores them NaN (ranked last); the completion scorer scores them "
+        "from a second model trained on a completed graph.",
     ]
+    lines += [
+        "",
+        "## Silent and non-silent test edges",
+        "",
+        "Test ROC-AUC of the silent test edges and of the others, each against every true "
+        "non-edge (silent non-edges included), mean over the seeds that have such edges "
+        "(a run without silent test edges counts only in the second number).",
+        "",
+        "| family | silent / all test edges | "
+        + " | ".join(f"{LABELS.get(m, m)}: silent / non-silent" for m in methods)
+        + " |",
+        "|" + "---|" * (2 + len(methods)),
+    ]
+    for fam in summary:
+        rs = [r for r in runs if r["family"] == fam]
+        if "n_silent_test_edges" not in rs[0]:
+            continue
+        cells = []
+        for m in methods:
+            a = [r["methods"][m].get("auc_silent", np.nan) for r in rs]
+            b = [r["methods"][m].get("auc_nonsilent", np.nan) for r in rs]
+            a_txt = f"{np.nanmean(a):.3f}" if np.isfinite(a).any() else "-"
+            cells.append(f"{a_txt} / {np.nanmean(b):.3f}")
+        n_s = sum(r["n_silent_test_edges"] for r in rs)
+        n_t = sum(r["n_test_edges"] for r in rs)
+        lines.append(f"| {fam} | {n_s} / {n_t} | " + " | ".join(cells) + " |")
     base = [m for m in ("mei_corr", "mei_partial", "regressor") if m in methods]
     new = [m for m in methods if m not in base]
     if base and new:

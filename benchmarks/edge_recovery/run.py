@@ -18,8 +18,10 @@ import numpy as np
 import torch
 
 from gsnn_fast import GSNN, MagnitudeEdgeInferer, MagnitudeEdgeRegressor, nx2pyg, simulate
-from gsnn_fast.inference import GradientEdgeScorer
+from gsnn_fast.inference import CompletionEdgeScorer, GradientEdgeScorer
+from gsnn_fast.inference.completion_edge_scorer import reachability
 from gsnn_fast.pipeline.training import batch_loader, train_joint
+from gsnn_fast.pipeline.training import train_model as pipeline_train_model
 
 from .families import Family, Task, build_task
 
@@ -85,6 +87,17 @@ def edge_metrics(
     return out
 
 
+def split_auc(S: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> float:
+    """ROC-AUC of the pairs ``pos`` against ``neg`` (bool masks; NaN scores count as the
+    lowest, ties half); NaN when either is empty."""
+    p = np.where(np.isnan(S[pos]), -np.inf, S[pos])
+    q = np.sort(np.where(np.isnan(S[neg]), -np.inf, S[neg]))
+    if not p.size or not q.size:
+        return float("nan")
+    lo, hi = np.searchsorted(q, p, "left"), np.searchsorted(q, p, "right")
+    return float((lo.sum() + 0.5 * (hi - lo).sum()) / (p.size * q.size))
+
+
 def _matrix(df: Any, n: int, col: str) -> np.ndarray:
     S = np.full((n, n), np.nan)
     S[df["src_idx"].to_numpy(), df["dst_idx"].to_numpy()] = df[col].to_numpy()
@@ -124,6 +137,37 @@ def _gradient(score: str, projections: int = 2, stages: int = 0) -> Callable[[di
     return fn
 
 
+def train_model(model: Any, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int) -> None:
+    """The notebook's training of the GSNN alone (AdamW 1e-4, batch 64, shuffled with a
+    seeded generator), in place: the completion scorer's retraining."""
+    gen = torch.Generator().manual_seed(seed)
+    loader = batch_loader(x, y, 64, shuffle=True, drop_last=True, generator=gen)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0, fused=True)
+    pipeline_train_model(model, loader, epochs=epochs, optimizer=opt)
+
+
+def _completion(silent_weight: float = 0.5, per_node: int = 1) -> Callable[[dict], np.ndarray]:
+    def fn(ctx: dict) -> np.ndarray:
+        fam, seed = ctx["fam"], ctx["seed"]
+        epochs = ctx.get("epochs") or fam.epochs
+
+        def make_model(data: Any) -> Any:
+            torch.manual_seed(seed + 1)
+            return gsnn_on(data)
+
+        def train(model: Any) -> None:
+            train_model(model, ctx["x_train"], ctx["y_train"], epochs, seed + 1)
+
+        sc = CompletionEdgeScorer(
+            ctx["model"], ctx["data"], make_model, train, per_node=per_node,
+            silent_weight=silent_weight,
+        )  # fmt: skip
+        sc.fit(ctx["infer_loader"], crit=ctx["crit"])
+        return sc.score_matrix()[0]
+
+    return fn
+
+
 METHODS: dict[str, Callable[[dict], np.ndarray]] = {
     "mei_corr": _mei("corr"),
     "mei_partial": _mei("partial"),
@@ -131,6 +175,7 @@ METHODS: dict[str, Callable[[dict], np.ndarray]] = {
     "grad_corr": _gradient("corr"),
     "grad_partial": _gradient("partial"),
     "grad_partial_stage1": _gradient("partial", stages=1),
+    "grad_complete": _completion(),
 }
 
 
@@ -154,12 +199,16 @@ def build_model(task: Task) -> tuple[Any, Any]:
     Gp = task.G.copy()
     Gp.remove_edges_from(task.held_out)
     data = nx2pyg(Gp, task.inputs, task.functions, task.outputs)
-    model = GSNN(
+    return data, gsnn_on(data)
+
+
+def gsnn_on(data: Any) -> Any:
+    """A fresh GSNN on ``data`` with the notebook's settings."""
+    return GSNN(
         data.edge_index_dict, data.node_names_dict, channels=8, layers=6, share_layers=False,
         bias=True, add_function_self_edges=True, norm="none", dropout=0.2,
         nonlin=torch.nn.ELU, node_mlp=False, checkpoint=False,
     )  # fmt: skip
-    return data, model
 
 
 def train_context(
@@ -235,6 +284,7 @@ def train_context(
         "task": task,
         "fam": fam,
         "seed": seed,
+        "epochs": n_epochs,
     }
 
 
@@ -243,11 +293,15 @@ def score_context(ctx: dict[str, Any], methods: dict[str, Callable] | None = Non
     methods = METHODS if methods is None else methods
     task, fam, hist = ctx["task"], ctx["fam"], ctx["hist"]
     test, true_graph, known, val = _masks(task)
+    fed, reaches = reachability(ctx["data"])
+    silent = ~fed[:, None] | ~reaches[None, :]
+    negatives = ~true_graph & ~np.eye(len(fed), dtype=bool)
     res: dict[str, Any] = {
         "family": fam.name,
         "seed": ctx["seed"],
         "n_function": len(task.functions),
         "n_test_edges": int(test.sum()),
+        "n_silent_test_edges": int((test & silent).sum()),
         "n_val_edges": int(val.sum()),
         "n_known_edges": int(known.sum()),
         "train_s": ctx["train_s"],
@@ -260,6 +314,10 @@ def score_context(ctx: dict[str, Any], methods: dict[str, Callable] | None = Non
         S = fn(ctx)
         m = edge_metrics(S, test, true_graph, known, val)
         m["val_auc"] = edge_metrics(S, val, true_graph, known, test)["auc"] if val.any() else None
+        # the test edges the model cannot see (silent) and the others, each against every
+        # true non-edge
+        m["auc_silent"] = split_auc(S, test & silent, negatives)
+        m["auc_nonsilent"] = split_auc(S, test & ~silent, negatives)
         m["seconds"] = time.perf_counter() - t1
         res["methods"][name] = m
     return res

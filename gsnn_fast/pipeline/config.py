@@ -47,7 +47,10 @@ OPTION_HELP: dict[str, str] = {
     "reduction": "MagnitudeEdgeInferer reduction over a node's channels: l1 or l2",
     "layer_agg": "MagnitudeEdgeInferer aggregation over layer pairs: max or mean",
     "gradient": "also rank pairs with GradientEdgeScorer (score test of an absent edge, "
-    "docs/EDGE_RECOVERY.md): off, corr or partial; adds gradient / p_ / q_ / rank_ columns",
+    "docs/EDGE_RECOVERY.md): off, corr, partial, or complete (partial, plus the pairs a "
+    "source without an input path or a target without an output path hides, from a "
+    "second model trained on a completed graph: CompletionEdgeScorer, twice the "
+    "training time); adds gradient / p_ / q_ / rank_ columns",
     "top_k": "keep each target's top_k sources per method (0: all)",
     "q_threshold": "keep rows with a q-value <= this in some method (1: all)",
     "device": "auto, cpu or cuda",
@@ -185,7 +188,7 @@ class InferConfig:
             "nan_samples": ("drop", "error"),
             "reduction": ("l1", "l2"),
             "layer_agg": ("max", "mean"),
-            "gradient": ("off", "corr", "partial"),
+            "gradient": ("off", "corr", "partial", "complete"),
             "device": ("auto", "cpu", "cuda"),
             "graph_format": ("", "tsv", "csv", "sif", "graphml"),
         }

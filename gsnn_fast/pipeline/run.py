@@ -32,7 +32,7 @@ from ..io import (
 from .config import InferConfig
 from .data import prepare_data, split_counts
 from .plots import PLOT_FILES, write_run_plots
-from .training import TrainHistory, batch_loader, train_joint
+from .training import TrainHistory, batch_loader, train_joint, train_model
 
 __all__ = ["infer_edges", "InferResult"]
 
@@ -223,7 +223,12 @@ def infer_edges(
     t_start = time.perf_counter()
     from ..data import nx2pyg
     from ..demo import _run_settings, r2_score, resolve_device
-    from ..inference import GradientEdgeScorer, MagnitudeEdgeInferer, MagnitudeEdgeRegressor
+    from ..inference import (
+        CompletionEdgeScorer,
+        GradientEdgeScorer,
+        MagnitudeEdgeInferer,
+        MagnitudeEdgeRegressor,
+    )
     from ..inference.statistics import save_statistics
     from ..models import GSNN
 
@@ -392,7 +397,27 @@ def infer_edges(
         scorer = None
         if cfg.gradient != "off":
             t0 = time.perf_counter()
-            scorer = GradientEdgeScorer(model, data, score=cfg.gradient, seed=cfg.seed)
+            if cfg.gradient == "complete":
+                # silent pairs: a second model, same recipe and epochs, on the completed graph
+                def make_model(d: Any) -> torch.nn.Module:
+                    torch.manual_seed(cfg.seed + 1)
+                    return GSNN(
+                        d.edge_index_dict, d.node_names_dict, nonlin=torch.nn.ELU, **gsnn_kwargs
+                    ).to(dev)
+
+                def retrain(m: torch.nn.Module) -> None:
+                    gen = torch.Generator().manual_seed(cfg.seed + 1)
+                    ld = batch_loader(
+                        x_tr, y_tr, batch, shuffle=True, drop_last=True, generator=gen
+                    )
+                    opt = torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=0, fused=True)
+                    train_model(m, ld, epochs=len(history.epochs), optimizer=opt, crit=crit)
+
+                scorer = CompletionEdgeScorer(
+                    model, data, make_model, retrain, score="partial", seed=cfg.seed
+                )
+            else:
+                scorer = GradientEdgeScorer(model, data, score=cfg.gradient, seed=cfg.seed)
             scorer.fit(fit_loader, crit=crit, device=dev)
             timings["gradient_fit"] = time.perf_counter() - t0
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["EpochRecord", "TrainHistory", "train_joint", "batch_loader"]
+__all__ = ["EpochRecord", "TrainHistory", "train_joint", "train_model", "batch_loader"]
 
 
 @dataclass
@@ -100,6 +100,34 @@ def _val_loss(model: Any, crit: Any, x: torch.Tensor, y: torch.Tensor, batch: in
             total += float(crit(model(xb), yb)) * len(xb)
     model.train(was_training)
     return total / max(len(x), 1)
+
+
+def train_model(
+    model: torch.nn.Module,
+    train_loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    crit: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> list[float]:
+    """Train the GSNN alone for ``epochs`` epochs (no regressor, no validation, no early
+    stop); left in eval mode. Used to retrain a model on a completed graph
+    (:class:`~gsnn_fast.CompletionEdgeScorer`). Returns each epoch's mean batch loss."""
+    if crit is None:
+        crit = torch.nn.MSELoss()
+    losses = []
+    model.train()
+    for _ in range(epochs):
+        total, n = 0.0, 0
+        for xb, yb in train_loader:
+            optimizer.zero_grad()
+            loss = crit(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+            total, n = total + float(loss.detach()), n + 1
+        losses.append(total / max(n, 1))
+    model.eval()
+    return losses
 
 
 def train_joint(
