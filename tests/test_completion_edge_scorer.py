@@ -11,7 +11,11 @@ import torch
 
 from gsnn_fast import GSNN, CompletionEdgeScorer, GradientEdgeScorer, nx2pyg
 from gsnn_fast.data import build_convergence_graph, default_held_out_edges
-from gsnn_fast.inference.completion_edge_scorer import complete_graph, reachability
+from gsnn_fast.inference.completion_edge_scorer import (
+    complete_graph,
+    reachability,
+    sibling_similarity,
+)
 
 # in0 -> a -> c -> o0;  in1 -> b -> d (d reaches no output);  e -> c (no input reaches e);
 # f has no edge at all
@@ -26,10 +30,10 @@ def _silent_graph():
     return nx2pyg(G, ["in0", "in1"], FUNCS, ["o0", "o1"])
 
 
-def _gsnn(data, seed=0):
+def _gsnn(data, seed=0, layers=3):
     torch.manual_seed(seed)
     return GSNN(
-        data.edge_index_dict, data.node_names_dict, channels=3, layers=3, share_layers=False,
+        data.edge_index_dict, data.node_names_dict, channels=3, layers=layers, share_layers=False,
         norm="none", dropout=0.0, node_mlp=False,
     )  # fmt: skip
 
@@ -104,7 +108,7 @@ def test_silent_pairs_take_the_weighted_completed_scores():
     def train(m):
         trained.append(m)
 
-    sc = CompletionEdgeScorer(model, data, make_model, train, silent_weight=0.25)
+    sc = CompletionEdgeScorer(model, data, make_model, train, silent_weight=0.25, sibling=False)
     sc.fit(batches)
     assert len(built) == 1 and trained == [sc.completed_model]
     fed, reaches = reachability(data)
@@ -145,3 +149,50 @@ def test_bad_arguments():
         CompletionEdgeScorer(model, data, ok, ok, score="magnitude")
     with pytest.raises(RuntimeError, match="fit"):
         CompletionEdgeScorer(model, data, ok, ok).score_matrix()
+
+
+def test_sibling_similarity():
+    # 0 -> 1 known, 0 unfed; 1, 2, 3 reach an output, 4 does not; fed sources 1..4
+    n = 5
+    fed = np.array([False, True, True, True, True])
+    reaches = np.array([True, True, True, True, False])
+    known = np.zeros((n, n), dtype=bool)
+    known[0, 1] = True
+    rng = np.random.default_rng(0)
+    S = rng.uniform(0.5, 2.0, (n, n))
+    S[:, 2] = S[:, 1]  # target 2 asks the same sources as 0's child 1
+    S[1, 3], S[2, 3] = S[2, 1], S[1, 1]  # target 3 asks them in another order
+    sib = sibling_similarity(S, known, fed, reaches)
+    assert sib[0, 2] == pytest.approx(1.0)
+    assert sib[0, 3] < 1.0 - 1e-6
+    assert np.isnan(sib[1:]).all()  # fed sources
+    assert np.isnan(sib[0, 4]) and np.isnan(sib[0, 0])  # target reaches no output; self
+
+
+def test_sibling_rerank_permutes_within_the_silent_pairs():
+    # e has no input and one known child (c); every node reaches an output
+    G = nx.DiGraph()
+    G.add_edges_from([("in0", "a"), ("in1", "b"), ("a", "c"), ("b", "d"), ("c", "o0")])
+    G.add_edges_from([("d", "o1"), ("e", "c"), ("a", "h"), ("h", "o0"), ("b", "h")])
+    data = nx2pyg(G, ["in0", "in1"], ["a", "b", "c", "d", "e", "h"], ["o0", "o1"])
+    model = _gsnn(data, layers=5)
+    batches = _batches(2, 2)
+    fits = {}
+    for sib in (False, True):
+        sc = CompletionEdgeScorer(
+            model, data, lambda d: _gsnn(d, seed=1, layers=5), lambda m: None, sibling=sib
+        )
+        sc.fit(batches)
+        fits[sib] = sc
+    a, pa = fits[False].score_matrix()
+    b, pb = fits[True].score_matrix()
+    sc = fits[True]
+    sib = sibling_similarity(sc._s0, sc.base._adjacency, sc._fed, sc._reaches)
+    m = sc.silent & np.isfinite(sib) & np.isfinite(a) & ~sc.base._adjacency
+    assert m.sum() == 4  # e -> a, b, d, h
+    np.testing.assert_array_equal(a[~m], b[~m])
+    np.testing.assert_array_equal(np.sort(a[m]), np.sort(b[m]))
+    # the re-ranked pairs are in sibling order, each keeping its score's p-value
+    order = np.argsort(-sib[m], kind="stable")
+    assert (np.diff(b[m][order]) <= 0).all()
+    assert sorted(zip(a[m], pa[m])) == sorted(zip(b[m], pb[m]))

@@ -25,6 +25,15 @@ the model was trained on:
    guesses, and its freshly connected nodes still carry unexplained signal, so its
    scores of the silent pairs run high; the weight keeps them from crowding out the
    scorable pairs (``silent_weight`` 0.5 by default, see docs/EDGE_RECOVERY.md).
+5. Re-rank, with ``sibling=True``, the silent pairs ``(u, v)`` whose source ``u`` has
+   no input but known children that reach an output. Their scores (and p-values) from
+   step 4 are handed out again in the order of a second piece of evidence: how much
+   ``v``'s column of first-model scores looks like that of one of ``u``'s children.
+   A node missing a parent's signal asks for it from that parent's own ancestors and
+   proxies, so two targets that miss the same parent ask the same sources; the
+   first model sees both columns even though it cannot see ``u``
+   (:func:`sibling_similarity`). The pairs keep the completed model's share of the
+   ranking, only their order among themselves changes.
 
 Graphs without silent pairs are not retrained: the scores are the first scorer's.
 """
@@ -45,7 +54,7 @@ from .edges import adjacency, function_edges
 from .frame import pair_frame
 from .gradient_edge_scorer import SCORES, GradientEdgeScorer
 
-__all__ = ["CompletionEdgeScorer", "complete_graph", "reachability"]
+__all__ = ["CompletionEdgeScorer", "complete_graph", "reachability", "sibling_similarity"]
 
 IN_F = ("input", "to", "function")
 F_F = ("function", "to", "function")
@@ -89,6 +98,36 @@ def silent_pairs(fed: np.ndarray, reaches: np.ndarray) -> np.ndarray:
     """bool ``[N, N]`` ([src, dst]): pairs whose source is not fed or whose target
     reaches no output."""
     return ~fed[:, None] | ~reaches[None, :]
+
+
+def sibling_similarity(
+    score: np.ndarray, known: np.ndarray, fed: np.ndarray, reaches: np.ndarray
+) -> np.ndarray:
+    """``[N, N]`` ([src, dst]): for a source ``u`` no input reaches and a target ``v``
+    that reaches an output, the largest cosine similarity between ``v``'s column of
+    first-model scores and that of one of ``u``'s known children that reaches an output;
+    NaN elsewhere. A column is ``log(score + 1e-3)`` over the fed sources, centred (NaN
+    entries count as the column mean).
+
+    Memory and time: one ``[F, N]`` profile matrix (F fed nodes) and its ``[N, N]``
+    Gram matrix, O(F N^2) flops."""
+    n = score.shape[0]
+    prof = np.log(score[fed] + 1e-3)
+    ok = np.isfinite(prof)
+    mean = np.where(ok, prof, 0.0).sum(0) / np.maximum(ok.sum(0), 1)
+    prof = np.where(ok, prof - mean, 0.0)
+    norm = np.sqrt((prof**2).sum(0)) + 1e-12
+    cos = (prof.T @ prof) / np.outer(norm, norm)
+    out = np.full((n, n), np.nan)
+    par = known.copy()
+    np.fill_diagonal(par, False)
+    for u in np.flatnonzero(~fed):
+        kids = np.flatnonzero(par[u] & reaches)
+        if kids.size:
+            out[u] = cos[kids].max(0)
+    out[:, ~reaches] = np.nan
+    np.fill_diagonal(out, np.nan)
+    return out
 
 
 def complete_graph(
@@ -163,6 +202,8 @@ class CompletionEdgeScorer:
             epochs as ``model`` had).
         per_node: candidate parents / children added per silent node (step 2).
         silent_weight: factor on the completed model's scores of silent pairs (> 0).
+        sibling: re-rank the silent pairs of unfed sources with known children by
+            :func:`sibling_similarity` (step 5).
         projections, seed, score, ridge: of both :class:`GradientEdgeScorer` runs.
 
     Attributes after :meth:`fit`: ``base`` (the first scorer), ``completed`` (the second,
@@ -180,6 +221,7 @@ class CompletionEdgeScorer:
         *,
         per_node: int = 1,
         silent_weight: float = 0.5,
+        sibling: bool = True,
         projections: int = 2,
         seed: int = 0,
         score: Literal["corr", "partial"] = "partial",
@@ -202,13 +244,16 @@ class CompletionEdgeScorer:
         self.make_model, self.train = make_model, train
         self.per_node = per_node
         self.silent_weight = float(silent_weight)
+        if not isinstance(sibling, bool):
+            raise ValueError(f"sibling: must be True or False, got {sibling!r}")
+        self.sibling = sibling
+        self._fed, self._reaches = reachability(data)
         self._kw = {"projections": projections, "seed": seed, "score": score, "ridge": ridge}
         # validates the model and the remaining options now, not after a retraining
         self.base = GradientEdgeScorer(model, data, **self._kw)
         self.function_nodes: list[str] = self.base.function_nodes
         self.N = self.base.N
-        fed, reaches = reachability(data)
-        self.silent = silent_pairs(fed, reaches)
+        self.silent = silent_pairs(self._fed, self._reaches)
         np.fill_diagonal(self.silent, False)
         self.completed: GradientEdgeScorer | None = None
         self.completed_model: Any = None
@@ -252,13 +297,23 @@ class CompletionEdgeScorer:
         """``(score [N, N], p_value [N, N])`` indexed [src, dst]: the first model's score
         and p-value for the pairs it can see; for the silent pairs, ``silent_weight``
         times the completed model's score and its p-value (NaN / 1 where neither model
-        has evidence)."""
+        has evidence), re-ranked by sibling similarity where it applies (step 5 of the
+        module docstring; score and p-value travel together)."""
         if not self._fitted:
             raise RuntimeError("call fit() first")
         if self.completed is None:
             return self._s0.copy(), self._p0.copy()
         score = np.where(self.silent, self.silent_weight * self._s1, self._s0)
         p = np.where(self.silent, self._p1, self._p0)
+        if self.sibling:
+            sib = sibling_similarity(self._s0, self.base._adjacency, self._fed, self._reaches)
+            m = self.silent & np.isfinite(sib) & np.isfinite(score) & ~self.base._adjacency
+            if m.any():
+                # the k-th most similar pair takes the k-th best score and its p-value
+                order = np.argsort(-score[m], kind="stable")
+                rank = np.argsort(np.argsort(-sib[m], kind="stable"), kind="stable")
+                score[m] = score[m][order][rank]
+                p[m] = p[m][order][rank]
         return score, p
 
     def evaluate(
