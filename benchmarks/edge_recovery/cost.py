@@ -109,12 +109,14 @@ def main(argv: list[str] | None = None) -> dict:
     first_step = step["s"]
     cs = CompletionEdgeScorer(model, data, make_model, one_epoch, score="partial")
     cs.fit(batches)
+    _, t_combine = timed(cs.score_matrix)
     both = (cs.base, cs.completed) if cs.completed is not None else (cs.base,)
     rows["grad_complete"] = {
         # each fit includes its scorer's score_matrix (the combination itself is free)
         "fit_and_score_s_per_batch": cs.seconds["base_fit"] / args.batches,
         "completed_fit_and_score_s_per_batch": cs.seconds.get("completed_fit", 0.0) / args.batches,
         "train_step_s_per_batch": step["s"] if cs.completed is not None else None,
+        "combine_s": t_combine,  # score_matrix: the two models' scores, sibling re-rank
         "first_model_train_step_s_per_batch": first_step,
         "stats_bytes": sum(
             _nbytes(s.sum_x, s.sum_y, s.sum_x2, s.sum_y2, s.sum_xy, s.sum_xx) for s in both
