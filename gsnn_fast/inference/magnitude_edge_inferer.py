@@ -176,7 +176,7 @@ class MagnitudeEdgeInferer:
     # ------------------------------------------------------------------ statistics
 
     def _zeros(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-        return torch.zeros(shape, dtype=torch.float64, device=device)
+        return memory.zeros_f64(shape, device)
 
     def reset_stats(self) -> None:
         """Clear the accumulated statistics (n = 0) and release their memory.
