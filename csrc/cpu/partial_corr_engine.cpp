@@ -27,6 +27,14 @@
 //     factor is built by panels of kWidth rows (factor_big: the panel rows'
 //     entries left of the panel are one forward substitution vectorised across
 //     those rows), then the sources are cut into chunks that the threads share.
+//   * pair_partial_corr (pair_partial_corr_fused): the big systems first, their
+//     columns into a [P, n_big, N] buffer; then blocks of kFusedTargets targets,
+//     every pair of a block together, chunk by chunk of sources in row-major tiles
+//     (covariances gathered once, corr for the empty sets from them, the systems'
+//     scores, the big columns), each element's pairs folded into an aggregate tile
+//     in ascending order, one write of the output. pair_partial_corr_entries: one
+//     solve per (pair, target) of the entries asked for, the per-source function of
+//     the header for each entry.
 //   * threads: at::parallel_for starts one worker per thread and the workers
 //     take tasks from a shared counter (the task costs differ by orders of
 //     magnitude). Every task writes its own outputs and nothing else (no
@@ -246,7 +254,7 @@ struct Scratch {
   double* xy = nullptr;
   double* res = nullptr;
   // pair_partial_corr_fused: per (pair, target of the block) states and systems,
-  // and the aggregate tile of a chunk (acc, cnt: kChunk x kBlockTargets; val: a row)
+  // and the four [chunk][target] tiles of a chunk (cov, val, acc, cnt)
   std::vector<int> state;
   std::vector<System> sys;
   std::vector<double> tile;

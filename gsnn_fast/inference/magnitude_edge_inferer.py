@@ -395,8 +395,10 @@ class MagnitudeEdgeInferer:
         ``mean`` = NaN-ignoring mean over pairs, ``max`` = the signed value with the
         largest |score| (first pair on ties; NaN where every pair is NaN). ``'corr'``:
         every pair and the aggregate in one pass over ``sum_xy`` (``gsnn_fast::pair_corr``;
-        memory: the outputs only). ``'partial'``: one layer pair at a time, aggregated
-        incrementally (peak memory a few ``[N, N]`` float64 buffers plus ``[P, N, N]`` when
+        memory: the outputs only). ``'partial'``: ``gsnn_fast::pair_partial_corr``, every
+        pair and the aggregate in one pass on the CPU (memory: the outputs only); with
+        ``zero_var='absolute'`` one layer pair at a time in torch, aggregated
+        incrementally (a few ``[N, N]`` float64 buffers plus ``[P, N, N]`` when
         ``per_pair``). NaN scores are the canonical quiet NaN.
 
         Returns:

@@ -155,7 +155,8 @@ def pair_partial_corr(
     correlation of :func:`pair_corr`, and for every target with parents the systems
     of :func:`partial_corr`, whose covariances ``cov = sum / n - mean_r mean_c`` are
     formed from ``sum_xy`` / ``sum_xx`` entry by entry as the solve reads them (no
-    [N, N] covariance is stored), one pair at a time.
+    [N, N] covariance is stored); on the CPU every pair in one pass over the outputs
+    (no [N, N] scratch).
 
     Args: the sums of :func:`pair_corr` (M = N) plus ``sum_xx`` [P, N, N]; ``ptr``,
     ``idx``, ``ridge`` and ``tol`` as in :func:`partial_corr` (the CSR is validated on
