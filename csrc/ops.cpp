@@ -48,6 +48,12 @@ TORCH_LIBRARY(gsnn_fast, m) {
       "pair_partial_corr(Tensor sum_x, Tensor sum_y, Tensor sum_x2, Tensor sum_y2, "
       "Tensor sum_xy, Tensor sum_xx, Tensor ptr, Tensor idx, float n, float ridge, float tol, "
       "int agg, bool per_pair) -> (Tensor, Tensor)");
+  // Each pair's value of pair_partial_corr at the entries (src[r], dst[r]) only ->
+  // [P, R] float64, the same bits (host-only: CPU tensors; the large-N frame query).
+  m.def(
+      "pair_partial_corr_entries(Tensor sum_x, Tensor sum_y, Tensor sum_x2, Tensor sum_y2, "
+      "Tensor sum_xy, Tensor sum_xx, Tensor ptr, Tensor idx, float n, float ridge, float tol, "
+      "Tensor src, Tensor dst) -> Tensor");
   // Host-only helpers of the result frames (csrc/cpu/frame_cpu.cpp): they take CPU
   // tensors; CUDA tensors get a clear error.
   // Stable argsort of a float64 vector (NaN last): LSD radix sort.

@@ -217,10 +217,12 @@ def test_column_blocks_equal_the_whole_matrix():
 
 @pytest.mark.parametrize("layer_agg", ["mean", "max"])
 def test_partial_per_pair_columns_when_memory_is_short(inferer, layer_agg, monkeypatch):
-    """Short of memory, 'partial' solves each pair again instead of keeping [P, N, N]."""
-    from gsnn_fast.inference import memory
+    """Where the entries op does not apply (statistics on a GPU, the absolute rule) and
+    memory is short, 'partial' solves each pair again instead of keeping [P, N, N]."""
+    from gsnn_fast.inference import kept_rows, memory
 
     full = inferer.evaluate(score="partial", layer_agg=layer_agg)
+    monkeypatch.setattr(kept_rows, "_entries_op", lambda inf: False)
     monkeypatch.setattr(memory, "available_bytes", lambda device: 10**6)
     got = inferer.evaluate(score="partial", layer_agg=layer_agg, top_k=2)
     pd.testing.assert_frame_equal(got, _expected(full, 2, None), check_exact=True)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gsnn_fast.inference.torch_scoring import fold_pairs, pair_moments
-from gsnn_fast.ops import pair_partial_corr, partial_corr
+from gsnn_fast.ops import pair_partial_corr, pair_partial_corr_entries, partial_corr
 
 from .conftest import ISAS, bits, require_cuda, require_isa_ran, use_isa
 from .inferer_reference import aggregate, reference_pair_scores
@@ -148,6 +148,51 @@ def test_argument_errors():
         pair_partial_corr(*sums, ptr, bad, n, 0.0, TOL)
     with pytest.raises(ValueError, match="agg"):
         pair_partial_corr(*sums, ptr, idx, n, 0.0, TOL, "median")
+
+
+@pytest.mark.parametrize("ridge", [0.0, 1e-8])
+@pytest.mark.parametrize("isa", ISAS)
+def test_entries_equal_the_per_pair_scores(monkeypatch, ridge, isa):
+    """pair_partial_corr_entries at any entries: the bits of per_pair there, for empty,
+    small, failing (duplicated column with ridge 0) and big (panel path) sets, zero
+    variances, i == j and i in S; entries in any order, repeated."""
+    use_isa(monkeypatch, isa)
+    sums, n, ptr, idx, parents, *_ = make_case(3, 60, 90, seed=4, big=70)
+    pairs, _ = pair_partial_corr(*sums, ptr, idx, n, ridge, TOL, "mean", True)
+    require_isa_ran("pair_partial_corr", isa)
+    rng = np.random.default_rng(0)
+    N = 90
+    src = rng.integers(0, N, 600)
+    dst = rng.integers(0, N, 600)
+    # every source of the big target, the diagonal and a parent of each target
+    src = np.concatenate([src, np.arange(N), np.arange(N), [S[0] for S in parents if S]])
+    dst = np.concatenate(
+        [dst, np.full(N, N - 1), np.arange(N), [j for j, S in enumerate(parents) if S]]
+    )
+    src = np.concatenate([src, src[:50]])  # repeated entries
+    dst = np.concatenate([dst, dst[:50]])
+    vals = pair_partial_corr_entries(
+        *sums, ptr, idx, n, ridge, TOL, torch.from_numpy(src), torch.from_numpy(dst)
+    )
+    assert vals.shape == (3, src.size)
+    want = pairs[:, torch.from_numpy(src), torch.from_numpy(dst)]
+    assert torch.equal(bits(vals), bits(want))
+    assert torch.isnan(vals).any() and torch.isfinite(vals).sum() > src.size
+
+
+def test_entries_argument_errors():
+    sums, n, ptr, idx, *_ = make_case(2, 10, 8, seed=1)
+    ok = torch.tensor([0, 1])
+    with pytest.raises(RuntimeError, match=r"pair_partial_corr_entries: entry 1 \(9, 1\)"):
+        pair_partial_corr_entries(*sums, ptr, idx, n, 0.0, TOL, torch.tensor([0, 9]), ok)
+    with pytest.raises(RuntimeError, match="pair_partial_corr_entries: src and dst must be 1-d"):
+        pair_partial_corr_entries(*sums, ptr, idx, n, 0.0, TOL, ok, torch.tensor([0]))
+    with pytest.raises(RuntimeError, match="pair_partial_corr_entries: src and dst must be int64"):
+        pair_partial_corr_entries(*sums, ptr, idx, n, 0.0, TOL, ok.int(), ok)
+    with pytest.raises(RuntimeError, match="pair_partial_corr: ridge"):
+        pair_partial_corr_entries(*sums, ptr, idx, n, -1.0, TOL, ok, ok)
+    empty = torch.empty(0, dtype=torch.int64)
+    assert pair_partial_corr_entries(*sums, ptr, idx, n, 0.0, TOL, empty, empty).shape == (2, 0)
 
 
 @pytest.mark.parametrize("per_pair", [True, False])

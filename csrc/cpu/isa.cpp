@@ -27,7 +27,8 @@ Isa widest_supported() {
 #if GSNN_HAVE_CLONES
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f")) return Isa::kAvx512f;
-  if (__builtin_cpu_supports("avx2")) return Isa::kAvx2;
+  // the AVX2 variants use the FMA instructions too (partial correlation's sums)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
 #endif
   return Isa::kBaseline;
 }

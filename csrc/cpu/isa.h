@@ -1,8 +1,8 @@
 // The one ISA picker of the CPU kernels.
 //
 // The SIMD loops of pair_stats, pair_corr, partial_corr / pair_partial_corr and
-// sparse_linear are compiled three times (AVX-512F, AVX2 and the baseline: SSE2 on
-// x86-64, NEON on aarch64) through per-function target attributes (simd.h's
+// sparse_linear are compiled three times (AVX-512F, AVX2 with FMA, and the baseline:
+// SSE2 on x86-64, NEON on aarch64) through per-function target attributes (simd.h's
 // GSNN_TARGET), never -march=native for the whole extension. Each op asks
 // pick_isa() on every call (cheap) for the widest variant the CPU runs, capped by
 // the environment variable GSNN_FAST_ISA=avx512f|avx2|baseline, and records what it

@@ -4,16 +4,16 @@
 // one call). The CUDA kernel (csrc/cuda/pair_partial_corr_kernel.cu) runs the same
 // header functions in the same order.
 //
-// Per pair p, ascending: the node moments and the plain corr are those of
-// pair_corr (pair_corr_node_moments, pair_corr_value); the variances the systems
-// take are NaN where they count as zero; the systems of that pair (the engine,
-// partial_corr_engine.h) read cov_xy = sum_xy / n - mean_x mean_y^T and
-// cov_xx = sum_xx / n - mean_x mean_x^T entry by entry as they need them (SumMat /
-// SumRows of partial_corr.h: div, mul, sub, one rounding each; no [N, N] covariance
-// is stored), and write per_pair[p] (or a one-pair buffer); the pairs are folded
-// into the aggregate by pair_agg_step in ascending order. corr is formed only when
-// some target has an empty set, written straight into the output (the systems'
-// pass then leaves those columns as they are).
+// The node moments and the plain corr are those of pair_corr
+// (pair_corr_node_moments, pair_corr_value); the variances the systems take are NaN
+// where they count as zero; the systems (the engine, partial_corr_engine.h) read
+// cov_xy = sum_xy / n - mean_x mean_y^T and cov_xx = sum_xx / n - mean_x mean_x^T
+// entry by entry as they need them (SumMat / SumRows of partial_corr.h: div, mul,
+// sub, one rounding each; no [N, N] covariance is stored). One pass over the
+// output (pair_partial_corr_fused): the big systems' columns first, then blocks of
+// targets, every pair of a block together, each element's pairs folded into the
+// aggregate by pair_agg_step in ascending order; per_pair, when kept, is written
+// on the way. No [N, N] buffer besides the outputs.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -28,22 +28,77 @@
 #include "gsnn_fast/pair_corr.h"
 
 namespace gsnn_fast {
+namespace {
+
+// The inputs of both ops, contiguous, and the moments the engine takes.
+struct Prepared {
+  at::Tensor sum_xy, sum_xx, ptr, idx, node;
+  int64_t smax = 0;
+  PairPartialCtx ctx{};
+};
+
+Prepared prepare(const at::Tensor& sum_x_in, const at::Tensor& sum_y_in,
+                 const at::Tensor& sum_x2_in, const at::Tensor& sum_y2_in,
+                 const at::Tensor& sum_xy_in, const at::Tensor& sum_xx_in, const at::Tensor& ptr_in,
+                 const at::Tensor& idx_in, double n, double ridge, double tol, int64_t agg,
+                 const char* op) {
+  Prepared r;
+  const int64_t P = sum_xy_in.size(0), N = sum_xy_in.size(1);
+  const at::Tensor sum_x = sum_x_in.contiguous(), sum_y = sum_y_in.contiguous(),
+                   sum_x2 = sum_x2_in.contiguous(), sum_y2 = sum_y2_in.contiguous();
+  r.sum_xy = sum_xy_in.contiguous();
+  r.sum_xx = sum_xx_in.contiguous();
+  r.ptr = ptr_in.contiguous();
+  r.idx = idx_in.contiguous();
+  const int64_t* pp = r.ptr.data_ptr<int64_t>();
+  const int64_t* ix = r.idx.data_ptr<int64_t>();
+  r.smax = check_partial_corr_csr(pp, N, ix, r.idx.size(0), op);
+  // Node moments of every pair (as pair_corr), then the variances the systems take:
+  // NaN where they count as zero ([P, N] each).
+  r.node = at::empty({8 * P * N}, r.sum_xy.options());
+  const PairCorrMoments m = pair_corr_moments_view(r.node.data_ptr<double>(), P, N, N);
+  double* sys_var_x = r.node.data_ptr<double>() + 6 * P * N;
+  double* sys_var_y = sys_var_x + P * N;
+  const double* sx = sum_x.data_ptr<double>();
+  const double* sx2 = sum_x2.data_ptr<double>();
+  const double* sy = sum_y.data_ptr<double>();
+  const double* sy2 = sum_y2.data_ptr<double>();
+  for (int64_t t = 0; t < P * N; ++t) {
+    pair_corr_node_moments(sx[t], sx2[t], n, tol, kZeroVarRelative, m.mean_x + t, m.var_x + t,
+                           m.zero_x + t);
+    pair_corr_node_moments(sy[t], sy2[t], n, tol, kZeroVarRelative, m.mean_y + t, m.var_y + t,
+                           m.zero_y + t);
+    sys_var_x[t] = m.zero_x[t] != 0.0 ? nan_d() : m.var_x[t];
+    sys_var_y[t] = m.zero_y[t] != 0.0 ? nan_d() : m.var_y[t];
+  }
+  r.ctx = PairPartialCtx{r.sum_xy.data_ptr<double>(),
+                         r.sum_xx.data_ptr<double>(),
+                         m,
+                         sys_var_x,
+                         sys_var_y,
+                         pp,
+                         ix,
+                         P,
+                         N,
+                         n,
+                         ridge,
+                         tol,
+                         static_cast<int32_t>(agg),
+                         nullptr,
+                         nullptr};
+  return r;
+}
+
+}  // namespace
 
 std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
-    const at::Tensor& sum_x_in, const at::Tensor& sum_y_in, const at::Tensor& sum_x2_in,
-    const at::Tensor& sum_y2_in, const at::Tensor& sum_xy_in, const at::Tensor& sum_xx_in,
-    const at::Tensor& ptr_in, const at::Tensor& idx_in, double n, double ridge, double tol,
-    int64_t agg, bool per_pair) {
-  check_pair_partial_corr(sum_x_in, sum_y_in, sum_x2_in, sum_y2_in, sum_xy_in, sum_xx_in, ptr_in,
-                          idx_in, n, ridge, tol, agg);
-  const int64_t P = sum_xy_in.size(0), N = sum_xy_in.size(1), NN = N * N;
-  const at::Tensor sum_x = sum_x_in.contiguous(), sum_y = sum_y_in.contiguous(),
-                   sum_x2 = sum_x2_in.contiguous(), sum_y2 = sum_y2_in.contiguous(),
-                   sum_xy = sum_xy_in.contiguous(), sum_xx = sum_xx_in.contiguous(),
-                   ptr = ptr_in.contiguous(), idx = idx_in.contiguous();
-  const int64_t* pp = ptr.data_ptr<int64_t>();
-  const int64_t* ix = idx.data_ptr<int64_t>();
-  const int64_t smax = check_partial_corr_csr(pp, N, ix, idx.size(0), "pair_partial_corr");
+    const at::Tensor& sum_x, const at::Tensor& sum_y, const at::Tensor& sum_x2,
+    const at::Tensor& sum_y2, const at::Tensor& sum_xy, const at::Tensor& sum_xx,
+    const at::Tensor& ptr, const at::Tensor& idx, double n, double ridge, double tol, int64_t agg,
+    bool per_pair) {
+  check_pair_partial_corr(sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, n, ridge, tol,
+                          agg);
+  const int64_t P = sum_xy.size(0), N = sum_xy.size(1);
   const auto opts = sum_xy.options();
   at::Tensor pairs = per_pair ? at::empty({P, N, N}, opts) : at::empty({0}, opts);
   at::Tensor out = at::empty({N, N}, opts);
@@ -53,104 +108,61 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
     out.fill_(nan_d());
     return {pairs, out};
   }
-  const int32_t ag = static_cast<int32_t>(agg);
-  const Isa isa = pick_isa("pair_partial_corr");
-
-  // Node moments of every pair (as pair_corr), and the variances the systems take.
-  at::Tensor node = at::empty({3 * P * 2 * N + 2 * N}, opts);
-  const PairCorrMoments m = pair_corr_moments_view(node.data_ptr<double>(), P, N, N);
-  // The variances pair p's systems take: NaN where they count as zero ([N] each).
-  double* sys_var_x = node.data_ptr<double>() + 6 * P * N;
-  double* sys_var_y = sys_var_x + N;
-  {
-    const double* sx = sum_x.data_ptr<double>();
-    const double* sx2 = sum_x2.data_ptr<double>();
-    const double* sy = sum_y.data_ptr<double>();
-    const double* sy2 = sum_y2.data_ptr<double>();
-    for (int64_t t = 0; t < P * N; ++t) {
-      pair_corr_node_moments(sx[t], sx2[t], n, tol, kZeroVarRelative, m.mean_x + t, m.var_x + t,
-                             m.zero_x + t);
-      pair_corr_node_moments(sy[t], sy2[t], n, tol, kZeroVarRelative, m.mean_y + t, m.var_y + t,
-                             m.zero_y + t);
-    }
-  }
-  bool any_empty = false;
-  for (int64_t j = 0; j < N && !any_empty; ++j) any_empty = pp[j + 1] == pp[j];
-  // The pair's output when per_pair is false; the running count of the mean when the
-  // pairs are folded one at a time.
-  at::Tensor scratch = at::empty({per_pair ? 0 : (ag == kAggMean ? 2 : 1) * NN}, opts);
-  advise_huge_pages(scratch);
-  double* cnt = !per_pair && ag == kAggMean ? scratch.data_ptr<double>() + NN : nullptr;
-  double* acc = out.data_ptr<double>();
-  const double* sxy_all = sum_xy.data_ptr<double>();
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, N));
-  for (int64_t p = 0; p < P; ++p) {
-    double* dst = per_pair ? pairs.data_ptr<double>() + p * NN : scratch.data_ptr<double>();
-    for (int64_t i = 0; i < N; ++i) {
-      sys_var_x[i] = m.zero_x[p * N + i] != 0.0 ? nan_d() : m.var_x[p * N + i];
-      sys_var_y[i] = m.zero_y[p * N + i] != 0.0 ? nan_d() : m.var_y[p * N + i];
-    }
-    if (any_empty) {
-      // The corr rows go straight into the output (whole rows, vectorised): the
-      // systems' pass copies the corr columns of empty sets onto themselves and
-      // overwrites every other column.
-      const double* sxy = sxy_all + p * NN;
-      at::parallel_for(0, N, grain, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) {
-          const int64_t xi = p * N + i;
-          pair_corr_row(CorrRow{N, n, m.mean_x[xi], m.var_x[xi], m.zero_x[xi], sxy + i * N,
-                                m.mean_y + p * N, m.var_y + p * N, m.zero_y + p * N, dst + i * N},
-                        isa);
-        }
-      });
-    }
-    // pair p's sums and means, as the one pair of the call
-    const PartialCorrCtx c{dst,
-                           sxy_all + p * NN,
-                           sum_xx.data_ptr<double>() + p * NN,
-                           sys_var_x,
-                           sys_var_y,
-                           dst,
-                           pp,
-                           ix,
-                           1,
-                           N,
-                           ridge,
-                           tol,
-                           m.mean_x + p * N,
-                           m.mean_y + p * N,
-                           n};
-    partial_corr_systems_from_sums(c, smax, isa);
-    if (per_pair) continue;  // folded below, all pairs at once
-    // PARITY: the pairs fold into the aggregate in ascending order.
-    at::parallel_for(0, NN, grain * N, [&](int64_t e0, int64_t e1) {
-      for (int64_t e = e0; e < e1; ++e) {
-        double a = p == 0 ? pair_agg_start<ScalarLanes>(ag) : acc[e];
-        double k = p == 0 || !cnt ? 0.0 : cnt[e];
-        pair_agg_step<ScalarLanes>(a, k, dst[e], ag);
-        if (p + 1 == P) {
-          acc[e] = pair_agg_result<ScalarLanes>(a, k, ag);
-        } else {
-          acc[e] = a;
-          if (cnt) cnt[e] = k;
-        }
-      }
-    });
-  }
-  if (per_pair) {
-    // PARITY: the same fold, all pairs of an element at once.
-    const double* all = pairs.data_ptr<double>();
-    at::parallel_for(0, NN, grain * N, [&](int64_t e0, int64_t e1) {
-      for (int64_t e = e0; e < e1; ++e) {
-        double a = pair_agg_start<ScalarLanes>(ag), k = 0.0;
-        for (int64_t p = 0; p < P; ++p) pair_agg_step<ScalarLanes>(a, k, all[p * NN + e], ag);
-        acc[e] = pair_agg_result<ScalarLanes>(a, k, ag);
-      }
-    });
-  }
+  Prepared r = prepare(sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, n, ridge, tol, agg,
+                       "pair_partial_corr");
+  r.ctx.per_pair = per_pair ? pairs.data_ptr<double>() : nullptr;
+  r.ctx.out = out.data_ptr<double>();
+  pair_partial_corr_fused(r.ctx, r.smax, pick_isa("pair_partial_corr"));
   return {pairs, out};
 }
 
-TORCH_LIBRARY_IMPL(gsnn_fast, CPU, m) { m.impl("pair_partial_corr", &pair_partial_corr_cpu); }
+at::Tensor pair_partial_corr_entries_cpu(const at::Tensor& sum_x, const at::Tensor& sum_y,
+                                         const at::Tensor& sum_x2, const at::Tensor& sum_y2,
+                                         const at::Tensor& sum_xy, const at::Tensor& sum_xx,
+                                         const at::Tensor& ptr, const at::Tensor& idx, double n,
+                                         double ridge, double tol, const at::Tensor& src_in,
+                                         const at::Tensor& dst_in) {
+  constexpr const char* op = "pair_partial_corr_entries";
+  check_pair_partial_corr(sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, n, ridge, tol,
+                          kAggMean);
+  const int64_t P = sum_xy.size(0), N = sum_xy.size(1);
+  TORCH_CHECK(src_in.dim() == 1 && dst_in.dim() == 1 && src_in.size(0) == dst_in.size(0), op,
+              ": src and dst must be 1-d of one length, got ", src_in.sizes(), " and ",
+              dst_in.sizes());
+  TORCH_CHECK(src_in.scalar_type() == at::kLong && dst_in.scalar_type() == at::kLong, op,
+              ": src and dst must be int64, got ", src_in.scalar_type(), " and ",
+              dst_in.scalar_type());
+  TORCH_CHECK(src_in.device().is_cpu() && dst_in.device().is_cpu(), op,
+              ": src and dst must be CPU tensors");
+  const at::Tensor src = src_in.contiguous(), dst = dst_in.contiguous();
+  const int64_t R = src.size(0);
+  const int64_t* ps = src.data_ptr<int64_t>();
+  const int64_t* pd = dst.data_ptr<int64_t>();
+  for (int64_t r = 0; r < R; ++r)
+    TORCH_CHECK(ps[r] >= 0 && ps[r] < N && pd[r] >= 0 && pd[r] < N, op, ": entry ", r, " (", ps[r],
+                ", ", pd[r], ") is outside [0, ", N, ")");
+  at::Tensor vals = at::empty({P, R}, sum_xy.options());
+  if (P == 0 || R == 0) return vals;
+  Prepared r =
+      prepare(sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, n, ridge, tol, kAggMean, op);
+  pair_partial_corr_entries(r.ctx, r.smax, ps, pd, R, vals.data_ptr<double>(),
+                            pick_isa("pair_partial_corr"));
+  return vals;
+}
+
+TORCH_LIBRARY_IMPL(gsnn_fast, CPU, m) {
+  m.impl("pair_partial_corr", &pair_partial_corr_cpu);
+  m.impl("pair_partial_corr_entries", &pair_partial_corr_entries_cpu);
+}
+
+// The entries op on CUDA tensors: a clear error (the large-N frame query that uses it
+// runs on the host).
+TORCH_LIBRARY_IMPL(gsnn_fast, CUDA, m) {
+  m.impl("pair_partial_corr_entries",
+         [](const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+            const at::Tensor& sum_xy, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+            double, double, double, const at::Tensor&,
+            const at::Tensor&) -> at::Tensor { host_only("pair_partial_corr_entries", sum_xy); });
+}
 
 }  // namespace gsnn_fast

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "isa.h"
+#include "gsnn_fast/pair_corr.h"
 
 namespace gsnn_fast {
 
@@ -35,7 +36,31 @@ struct PartialCorrCtx {
 // Every system of c (c.P pairs, conditioning sets of at most smax members) into
 // c.out, with the ISA variant isa (all variants give the same bits).
 void partial_corr_systems(const PartialCorrCtx& c, int64_t smax, Isa isa);
-void partial_corr_systems_from_sums(const PartialCorrCtx& c, int64_t smax, Isa isa);
+
+// gsnn_fast::pair_partial_corr in one pass over the outputs: every pair's scores
+// (corr for targets with an empty set, the systems' scores otherwise, the
+// covariances formed from the sums as they are read) and their aggregate.
+struct PairPartialCtx {
+  const double* sum_xy;     // [P, N, N]
+  const double* sum_xx;     // [P, N, N]
+  PairCorrMoments m;        // the node moments of pair_corr, [P, N] each
+  const double* sys_var_x;  // [P, N]: var_x, NaN where it counts as zero
+  const double* sys_var_y;  // [P, N]: var_y, likewise
+  const int64_t* ptr;
+  const int64_t* idx;
+  int64_t P, N;
+  double n, ridge, tol;
+  int32_t agg;
+  double* per_pair;  // [P, N, N], or null
+  double* out;       // [N, N]
+};
+void pair_partial_corr_fused(const PairPartialCtx& c, int64_t smax, Isa isa);
+
+// The per-pair scores of pair_partial_corr_fused at R entries (src[r], dst[r]) only,
+// into vals[p * R + r] (c.per_pair and c.out are not used): the same bits, each
+// system (p, j) solved once for all its entries.
+void pair_partial_corr_entries(const PairPartialCtx& c, int64_t smax, const int64_t* src,
+                               const int64_t* dst, int64_t R, double* vals, Isa isa);
 
 // One row i of one pair's plain correlations (pair_corr_value lane by lane; the
 // scalar tail runs the same sequence).

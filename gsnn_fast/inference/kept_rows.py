@@ -1,8 +1,10 @@
 """The large-N route of ``MagnitudeEdgeInferer.evaluate(top_k=... / q_threshold=...)``:
 the kept rows from the ``[N, N]`` aggregate (:func:`.frame_query.select_rows`), then
-each layer pair's score at those rows only, then their frame. No ``[P, N, N]``
-per-pair scores unless they fit in memory for 'partial' (whose solves dominate), no
-N^2 frame.
+each layer pair's score at those rows only, then their frame. No N^2 frame. For
+'partial' on the CPU (the default zero-variance rule) the pairs' scores at the kept
+rows come from ``gsnn_fast::pair_partial_corr_entries`` (one solve per pair and kept
+target); elsewhere the ``[P, N, N]`` per-pair scores are kept when they fit in
+memory (the solves dominate), else each pair is solved again.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ def selected_frame(
     P, N = inf.n_pairs, inf.N
     dev = inf.sum_x.device
     free = memory.available_bytes(dev)
-    keep_pairs = score == "partial" and (free is None or free > 10 * P * N * N + (1 << 30))
+    entries = score == "partial" and _entries_op(inf)
+    keep_pairs = (
+        score == "partial" and not entries and (free is None or free > 10 * P * N * N + (1 << 30))
+    )
     mats = inf.score_matrices(score=score, ridge=ridge, layer_agg=layer_agg, per_pair=keep_pairs)
     agg_cpu = mats.aggregated.cpu()
     per_pair = mats.per_pair
@@ -58,11 +63,25 @@ def selected_frame(
         flat = torch.from_numpy(sel.rows).to(dev)
         values = [per_pair[p].reshape(-1)[flat].cpu().numpy() for p in range(P)]
         del per_pair
+    elif entries:
+        assert inf.sum_xx is not None
+        vals = ops.pair_partial_corr_entries(
+            inf.sum_x, inf.sum_y, inf.sum_x2, inf.sum_y2, inf.sum_xy, inf.sum_xx,
+            inf._cond_ptr, inf._cond_idx, float(inf.n), float(ridge), inf.tol,
+            torch.from_numpy(src), torch.from_numpy(dst),
+        )  # fmt: skip
+        values = list(vals.numpy())
     else:
         values = pair_scores_at(inf, src, dst, score, ridge)
     for p in range(P):
         columns[f"corr_a{p}_g{p + 1}"] = values[p]
     return rows_frame(inf.function_nodes, src, dst, columns, sel.p, sel.q)
+
+
+def _entries_op(inf: Any) -> bool:
+    """Whether 'partial' scores of single entries come from
+    ``gsnn_fast::pair_partial_corr_entries``: statistics on the CPU, relative rule."""
+    return inf.sum_x.device.type == "cpu" and inf.zero_var == "relative"
 
 
 def pair_scores_at(

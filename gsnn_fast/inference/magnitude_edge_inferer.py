@@ -176,7 +176,7 @@ class MagnitudeEdgeInferer:
     # ------------------------------------------------------------------ statistics
 
     def _zeros(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-        return torch.zeros(shape, dtype=torch.float64, device=device)
+        return memory.zeros_f64(shape, device)
 
     def reset_stats(self) -> None:
         """Clear the accumulated statistics (n = 0) and release their memory.
@@ -395,8 +395,10 @@ class MagnitudeEdgeInferer:
         ``mean`` = NaN-ignoring mean over pairs, ``max`` = the signed value with the
         largest |score| (first pair on ties; NaN where every pair is NaN). ``'corr'``:
         every pair and the aggregate in one pass over ``sum_xy`` (``gsnn_fast::pair_corr``;
-        memory: the outputs only). ``'partial'``: one layer pair at a time, aggregated
-        incrementally (peak memory a few ``[N, N]`` float64 buffers plus ``[P, N, N]`` when
+        memory: the outputs only). ``'partial'``: ``gsnn_fast::pair_partial_corr``, every
+        pair and the aggregate in one pass on the CPU (memory: the outputs only); with
+        ``zero_var='absolute'`` one layer pair at a time in torch, aggregated
+        incrementally (a few ``[N, N]`` float64 buffers plus ``[P, N, N]`` when
         ``per_pair``). NaN scores are the canonical quiet NaN.
 
         Returns:

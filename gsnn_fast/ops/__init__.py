@@ -9,7 +9,8 @@ deterministic, and its CPU and CUDA kernels give the same bits for the same inpu
 
 - :mod:`.magnitude`: ``segment_magnitude``.
 - :mod:`.statistics`: ``pair_stats_update``.
-- :mod:`.correlation`: ``pair_corr``, ``partial_corr``, ``pair_partial_corr``.
+- :mod:`.correlation`: ``pair_corr``, ``partial_corr``, ``pair_partial_corr``,
+  ``pair_partial_corr_entries``.
 - :mod:`.frame`: host-only helpers of result frames (``argsort_stable``,
   ``frame_order``, ``bh_q_grouped``, ``top_k_rows``).
 - the sparse linear layer's ops live with their autograd in :mod:`gsnn_fast.sparse`.
@@ -18,7 +19,14 @@ deterministic, and its CPU and CUDA kernels give the same bits for the same inpu
 from __future__ import annotations
 
 from ._extension import build_info, check_torch_matches, extension, isa_ran
-from .correlation import LAYER_AGGS, ZERO_VAR_RULES, pair_corr, pair_partial_corr, partial_corr
+from .correlation import (
+    LAYER_AGGS,
+    ZERO_VAR_RULES,
+    pair_corr,
+    pair_partial_corr,
+    pair_partial_corr_entries,
+    partial_corr,
+)
 from .frame import argsort_stable, bh_q_grouped, frame_order, top_k_rows
 from .magnitude import MAG_MODES, segment_magnitude
 from .statistics import pair_stats_update
@@ -36,6 +44,7 @@ __all__ = [
     "isa_ran",
     "pair_corr",
     "pair_partial_corr",
+    "pair_partial_corr_entries",
     "pair_stats_update",
     "partial_corr",
     "segment_magnitude",

@@ -155,7 +155,8 @@ def pair_partial_corr(
     correlation of :func:`pair_corr`, and for every target with parents the systems
     of :func:`partial_corr`, whose covariances ``cov = sum / n - mean_r mean_c`` are
     formed from ``sum_xy`` / ``sum_xx`` entry by entry as the solve reads them (no
-    [N, N] covariance is stored), one pair at a time.
+    [N, N] covariance is stored); on the CPU every pair in one pass over the outputs
+    (no [N, N] scratch).
 
     Args: the sums of :func:`pair_corr` (M = N) plus ``sum_xx`` [P, N, N]; ``ptr``,
     ``idx``, ``ridge`` and ``tol`` as in :func:`partial_corr` (the CSR is validated on
@@ -172,4 +173,37 @@ def pair_partial_corr(
     return torch.ops.gsnn_fast.pair_partial_corr.default(
         sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, float(n), float(ridge),
         float(tol), int(agg), bool(per_pair),
+    )  # fmt: skip
+
+
+@torch.library.register_fake("gsnn_fast::pair_partial_corr_entries")
+def _pair_partial_corr_entries_fake(
+    sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, n, ridge, tol, src, dst
+):
+    return sum_xy.new_empty((sum_xy.shape[0], src.shape[0]))
+
+
+def pair_partial_corr_entries(
+    sum_x: torch.Tensor,
+    sum_y: torch.Tensor,
+    sum_x2: torch.Tensor,
+    sum_y2: torch.Tensor,
+    sum_xy: torch.Tensor,
+    sum_xx: torch.Tensor,
+    ptr: torch.Tensor,
+    idx: torch.Tensor,
+    n: float,
+    ridge: float,
+    tol: float,
+    src: torch.Tensor,
+    dst: torch.Tensor,
+) -> torch.Tensor:
+    """Each layer pair's score of :func:`pair_partial_corr` at the entries
+    ``(src[r], dst[r])`` only: ``[P, R]`` float64, the bits of
+    ``per_pair[:, src, dst]``, at the cost of one solve per (pair, target) present
+    instead of every source of every target (the kept rows of a large-N frame query).
+    Host-only: CPU tensors (``src``, ``dst`` int64 [R])."""
+    return torch.ops.gsnn_fast.pair_partial_corr_entries.default(
+        sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, float(n), float(ridge),
+        float(tol), src, dst,
     )  # fmt: skip

@@ -40,6 +40,9 @@ struct ScalarLanes {
   static GSNN_HD T sub(T a, T b) { return sub_rn(a, b); }
   static GSNN_HD T mul(T a, T b) { return mul_rn(a, b); }
   static GSNN_HD T div(T a, T b) { return div_rn(a, b); }
+  // acc + a * b and acc - a * b, each with one rounding (fused multiply-add).
+  static GSNN_HD T madd(T acc, T a, T b) { return fma_rn(a, b, acc); }
+  static GSNN_HD T nmsub(T acc, T a, T b) { return fma_rn(-a, b, acc); }
   static GSNN_HD T sqrt(T a) { return sqrt_rn(a); }
   static GSNN_HD T abs(T a) { return abs_d(a); }
   // (a OP b) ? x : y (IEEE comparisons: false when a or b is NaN, except !=).

@@ -92,16 +92,16 @@ GSNN_HD void pair_corr_node_moments(double sum, double sum2, double n, double to
   *zero = z ? 1.0 : 0.0;
 }
 
-// corr of one (p, i, j) per lane, from sum_xy[p, i, j], n and the node moments.
+// corr of one (p, i, j) per lane from its covariance cov = sum_xy / n - mean_x *
+// mean_y (pair_corr_value's first step; the partial-correlation op forms the same
+// covariance for its systems and reuses it) and the node moments.
 template <class V>
-GSNN_INLINE typename V::T pair_corr_value(typename V::T sxy, typename V::T n, typename V::T mx,
-                                          typename V::T vx, typename V::T zx, typename V::T my,
-                                          typename V::T vy, typename V::T zy) {
+GSNN_INLINE typename V::T pair_corr_from_cov(typename V::T cov, typename V::T vx, typename V::T zx,
+                                             typename V::T vy, typename V::T zy) {
   using T = typename V::T;
   const T one = V::splat(1.0), minus_one = V::splat(-1.0), zero = V::splat(0.0);
   const T nan = V::splat(nan_d());
-  // PARITY: cov = sum_xy / n - mean_x * mean_y; corr = cov / sqrt(var_x * var_y).
-  const T cov = V::sub(V::div(sxy, n), V::mul(mx, my));
+  // PARITY: corr = cov / sqrt(var_x * var_y).
   const T c = V::div(cov, V::sqrt(V::mul(vx, vy)));
   // clamp to [-1, 1]: NaN and -0.0 pass through
   T r = V::lt_sel(c, minus_one, minus_one, c);
@@ -109,6 +109,15 @@ GSNN_INLINE typename V::T pair_corr_value(typename V::T sxy, typename V::T n, ty
   r = V::ne_sel(r, r, nan, r);  // PARITY: one NaN bit pattern
   r = V::ne_sel(zx, zero, nan, r);
   return V::ne_sel(zy, zero, nan, r);
+}
+
+// corr of one (p, i, j) per lane, from sum_xy[p, i, j], n and the node moments.
+template <class V>
+GSNN_INLINE typename V::T pair_corr_value(typename V::T sxy, typename V::T n, typename V::T mx,
+                                          typename V::T vx, typename V::T zx, typename V::T my,
+                                          typename V::T vy, typename V::T zy) {
+  // PARITY: cov = sum_xy / n - mean_x * mean_y, then pair_corr_from_cov.
+  return pair_corr_from_cov<V>(V::sub(V::div(sxy, n), V::mul(mx, my)), vx, zx, vy, zy);
 }
 
 // The aggregation over pairs, one step per pair in ascending order (PARITY, see

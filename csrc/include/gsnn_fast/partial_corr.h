@@ -31,7 +31,8 @@
 //
 // Order (PARITY): every dot product and every substitution sum starts from its
 // first term (dots: from 0.0) and walks the index in ascending order, one rounding
-// per operation (sub_rn(sum, mul_rn(l, z)): no fma). Each entry of L is produced by
+// per term: each product is fused into the running sum (fma_rn(-l, z, sum) and
+// fma_rn(b, alpha, dot); lanes.h madd / nmsub), on both backends. Each entry of L is produced by
 // the same sequence on both backends, in any order that respects its
 // dependencies (CUDA runs the rows of a column in parallel; the CPU runs small
 // factors column by column and big ones by panels of rows, whose entries left of
@@ -86,8 +87,8 @@ GSNN_HD bool cholesky_pivot(double* Lp, double a_cc, double ridge, double tol, i
   const double* lc = Lp + tri(c);
   const double a = add_rn(a_cc, ridge);
   double d = a;
-  // PARITY: ascending k, product rounded then subtracted.
-  for (int64_t k = 0; k < c; ++k) d = sub_rn(d, mul_rn(lc[k], lc[k]));
+  // PARITY: ascending k, each product fused into the sum.
+  for (int64_t k = 0; k < c; ++k) d = fma_rn(-lc[k], lc[k], d);
   if (!is_finite_d(d) || !(d > 0.0) || d <= mul_rn(tol, a)) return false;
   Lp[tri(c) + c] = sqrt_rn(d);
   return true;
@@ -99,8 +100,8 @@ GSNN_HD void cholesky_offdiag(double* Lp, double a_rc, int64_t r, int64_t c) {
   const double* lr = Lp + tri(r);
   const double* lc = Lp + tri(c);
   double v = a_rc;
-  // PARITY: ascending k, product rounded then subtracted.
-  for (int64_t k = 0; k < c; ++k) v = sub_rn(v, mul_rn(lr[k], lc[k]));
+  // PARITY: ascending k, each product fused into the sum.
+  for (int64_t k = 0; k < c; ++k) v = fma_rn(-lr[k], lc[k], v);
   Lp[tri(r) + c] = div_rn(v, lc[c]);
 }
 
@@ -139,17 +140,17 @@ GSNN_HD double solve_alpha_at(const double* Lp, const M& cov_xy, const int64_t* 
   for (int64_t a = 0; a < s; ++a) {
     const double* la = Lp + tri(a);
     double v = cov_xy(S[a], j);
-    for (int64_t k = 0; k < a; ++k) v = sub_rn(v, mul_rn(la[k], alpha[k]));
+    for (int64_t k = 0; k < a; ++k) v = fma_rn(-la[k], alpha[k], v);
     alpha[a] = div_rn(v, la[a]);
   }
   // PARITY: backward, a descending, k ascending over k > a (column a of L).
   for (int64_t a = s - 1; a >= 0; --a) {
     double v = alpha[a];
-    for (int64_t k = a + 1; k < s; ++k) v = sub_rn(v, mul_rn(Lp[tri(k) + a], alpha[k]));
+    for (int64_t k = a + 1; k < s; ++k) v = fma_rn(-Lp[tri(k) + a], alpha[k], v);
     alpha[a] = div_rn(v, Lp[tri(a) + a]);
   }
   double dot = 0.0;
-  for (int64_t a = 0; a < s; ++a) dot = add_rn(dot, mul_rn(cov_xy(S[a], j), alpha[a]));
+  for (int64_t a = 0; a < s; ++a) dot = fma_rn(cov_xy(S[a], j), alpha[a], dot);
   return sub_rn(var_y_j, dot);
 }
 
@@ -191,7 +192,7 @@ struct PlainRows {
 // z + (a * NV + v) * zstride * kWidth.
 // kDots: also the running dots zz += Z[a] Z[a] and balpha += B[a] alpha[a].
 // PARITY: per lane, every Z[a] starts from B[a] and subtracts the products
-// L[a][k] Z[k] (rounded, then subtracted) for k ascending, then divides; the dots
+// L[a][k] Z[k] (each fused: nmsub) for k ascending, then divides; the dots (madd)
 // take a ascending -- the sequence of one source solved on its own (MR = NV = 1).
 // Blocking rows (MR) and sources (NV) only changes which lanes and rows run side
 // by side, never the sequence inside a lane.
@@ -220,7 +221,7 @@ GSNN_INLINE void forward_subst_rows(const double* Lp, int64_t a0, const B& brows
     for (int m = 0; m < MR; ++m) {
       const T l = V::bcast(lrow[m] + k);
       GSNN_UNROLL
-      for (int v = 0; v < NV; ++v) acc[m][v] = V::sub(acc[m][v], V::mul(l, zk[v]));
+      for (int v = 0; v < NV; ++v) acc[m][v] = V::nmsub(acc[m][v], l, zk[v]);
     }
   }
   // ... then, row by row, k ascending over the rows of this block before it.
@@ -232,7 +233,7 @@ GSNN_INLINE void forward_subst_rows(const double* Lp, int64_t a0, const B& brows
       const T l = V::bcast(lrow[m] + k);
       GSNN_UNROLL
       for (int v = 0; v < NV; ++v)
-        acc[m][v] = V::sub(acc[m][v], V::mul(l, V::load(z + (k * NV + v) * zs)));
+        acc[m][v] = V::nmsub(acc[m][v], l, V::load(z + (k * NV + v) * zs));
     }
     const T d = V::bcast(lrow[m] + a);
     GSNN_UNROLL
@@ -240,9 +241,8 @@ GSNN_INLINE void forward_subst_rows(const double* Lp, int64_t a0, const B& brows
       const T za = V::div(acc[m][v], d);
       V::store(z + (a * NV + v) * zs, za);
       if (kDots) {
-        zz[v] = V::add(zz[v], V::mul(za, za));
-        balpha[v] =
-            V::add(balpha[v], V::mul(brows.template load<V>(a, v * W), V::bcast(alpha + a)));
+        zz[v] = V::madd(zz[v], za, za);
+        balpha[v] = V::madd(balpha[v], brows.template load<V>(a, v * W), V::bcast(alpha + a));
       }
     }
   }
