@@ -638,7 +638,7 @@ inline Scratch make_scratch(int64_t smax, int64_t s_big_max) {
 }
 
 // The big systems (p, big_j[b]) of c, in (p, b) order: factorised in waves whose
-// factors (tri(s) + s doubles each) fit in max(N^2 / 8, the largest one) doubles,
+// factors (tri(s) + s doubles each) fit in max(N^2 / 4, the largest one) doubles,
 // then their sources scored by chunks that the threads share; the score of source
 // i goes to col(p, b) + i * stride. The first wave's factor phase also runs the
 // tasks extra(t, scratch), t < n_extra (work that does not need the big systems,
@@ -651,7 +651,7 @@ void run_big_systems(const Ctx& c, const Kernels& k, const BigSets& big, int64_t
   const int64_t n_big = P * n_bj;
   const int64_t n_chunks = (N + kChunk - 1) / kChunk;  // per big system
   const auto make = [&] { return make_scratch(smax, big.s_max); };
-  const int64_t budget = std::max<int64_t>(N * N / 8, tri(big.s_max) + big.s_max);
+  const int64_t budget = std::max<int64_t>(N * N / 4, tri(big.s_max) + big.s_max);
   std::unique_ptr<double[]> fac;
   int64_t fac_size = 0;
   std::vector<System> wave;
