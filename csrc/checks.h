@@ -419,8 +419,8 @@ inline void check_pair_partial_corr(const at::Tensor& sum_x, const at::Tensor& s
                                     const at::Tensor& sum_x2, const at::Tensor& sum_y2,
                                     const at::Tensor& sum_xy, const at::Tensor& sum_xx,
                                     const at::Tensor& ptr, const at::Tensor& idx, double n,
-                                    double ridge, double tol, int64_t agg) {
-  constexpr const char* op = "pair_partial_corr";
+                                    double ridge, double tol, int64_t agg,
+                                    const char* op = "pair_partial_corr") {
   check_pair_corr(sum_x, sum_y, sum_x2, sum_y2, sum_xy, n, tol, kZeroVarRelative, agg, op);
   TORCH_CHECK(sum_xy.size(1) == sum_xy.size(2), op, ": sum_xy must be [P, N, N], got ",
               sum_xy.sizes());

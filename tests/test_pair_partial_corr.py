@@ -189,8 +189,10 @@ def test_entries_argument_errors():
         pair_partial_corr_entries(*sums, ptr, idx, n, 0.0, TOL, ok, torch.tensor([0]))
     with pytest.raises(RuntimeError, match="pair_partial_corr_entries: src and dst must be int64"):
         pair_partial_corr_entries(*sums, ptr, idx, n, 0.0, TOL, ok.int(), ok)
-    with pytest.raises(RuntimeError, match="pair_partial_corr: ridge"):
+    with pytest.raises(RuntimeError, match="pair_partial_corr_entries: ridge"):
         pair_partial_corr_entries(*sums, ptr, idx, n, -1.0, TOL, ok, ok)
+    with pytest.raises(RuntimeError, match="pair_partial_corr_entries: ptr must be"):
+        pair_partial_corr_entries(*sums, ptr[:-1], idx, n, 0.0, TOL, ok, ok)
     empty = torch.empty(0, dtype=torch.int64)
     assert pair_partial_corr_entries(*sums, ptr, idx, n, 0.0, TOL, empty, empty).shape == (2, 0)
 

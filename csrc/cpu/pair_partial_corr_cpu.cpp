@@ -124,7 +124,7 @@ at::Tensor pair_partial_corr_entries_cpu(const at::Tensor& sum_x, const at::Tens
                                          const at::Tensor& dst_in) {
   constexpr const char* op = "pair_partial_corr_entries";
   check_pair_partial_corr(sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, n, ridge, tol,
-                          kAggMean);
+                          kAggMean, op);
   const int64_t P = sum_xy.size(0), N = sum_xy.size(1);
   TORCH_CHECK(src_in.dim() == 1 && dst_in.dim() == 1 && src_in.size(0) == dst_in.size(0), op,
               ": src and dst must be 1-d of one length, got ", src_in.sizes(), " and ",
