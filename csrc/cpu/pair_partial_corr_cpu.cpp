@@ -14,12 +14,10 @@
 // targets, every pair of a block together, each element's pairs folded into the
 // aggregate by pair_agg_step in ascending order; per_pair, when kept, is written
 // on the way. No [N, N] buffer besides the outputs.
-#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
-#include <algorithm>
 #include <tuple>
 
 #include "../checks.h"

@@ -515,39 +515,19 @@ GSNN_INLINE void run_fused_block(const PairPartialCtx& f, const Ctx& c, int64_t 
   }
 }
 
-template <class V>
-GSNN_INLINE void corr_row(const CorrRow& a) {
-  using VL = VecLanes<V>;
-  constexpr int64_t W = VL::kWidth;
-  const V vn = VL::splat(a.n), vmx = VL::splat(a.mxi);
-  const V vvx = VL::splat(a.vxi), vzx = VL::splat(a.zxi);
-  int64_t j = 0;
-  for (; j + W <= a.N; j += W) {
-    VL::store(a.out + j,
-              pair_corr_value<VL>(VL::load(a.sxy + j), vn, vmx, vvx, vzx, VL::load(a.my + j),
-                                  VL::load(a.vy + j), VL::load(a.zy + j)));
-  }
-  for (; j < a.N; ++j) {
-    a.out[j] =
-        pair_corr_value<ScalarLanes>(a.sxy[j], a.n, a.mxi, a.vxi, a.zxi, a.my[j], a.vy[j], a.zy[j]);
-  }
-}
-
-// One ISA variant of the task kinds, for one covariance source.
+// One ISA variant of the task kinds, for one covariance source: the blocks of small
+// systems of partial_corr (block, covariances given: MatSrc) or of
+// pair_partial_corr_fused (fused_block, from the sums: SumSrc); the other is null.
 struct Kernels {
   void (*block)(const Ctx&, int64_t, int64_t, Scratch&);
   void (*big_chunk)(const Ctx&, int64_t, int64_t, const System*, int64_t, int64_t, double*, int64_t,
                     Scratch&);
   bool (*factor)(const Ctx&, int64_t, const int64_t*, int64_t, double*, double*, double*);
-  void (*corr_row)(const CorrRow&);
   void (*fused_block)(const PairPartialCtx&, const Ctx&, int64_t, const double*, const int64_t*,
                       int64_t, Scratch&);
 };
 
 #define GSNN_PC_KERNELS(name, target, V, MR, NV, FMR, Src)                                        \
-  target void block_##name(const Ctx& c, int64_t p, int64_t j0, Scratch& sc) {                    \
-    run_block<V, MR, NV, Src>(c, p, j0, sc);                                                      \
-  }                                                                                               \
   target void big_chunk_##name(const Ctx& c, int64_t p, int64_t j, const System* sys, int64_t i0, \
                                int64_t i1, double* oc, int64_t stride, Scratch& sc) {             \
     run_big_chunk<V, MR, NV, Src>(c, p, j, sys, i0, i1, oc, stride, sc);                          \
@@ -560,7 +540,9 @@ struct Kernels {
 #define GSNN_PC_VARIANT(suffix, target, V, MR, NV, FMR)                                        \
   GSNN_PC_KERNELS(suffix##_mat, target, V, MR, NV, FMR, MatSrc)                                \
   GSNN_PC_KERNELS(suffix##_sum, target, V, MR, NV, FMR, SumSrc)                                \
-  target void corr_row_##suffix(const CorrRow& a) { corr_row<V>(a); }                          \
+  target void block_##suffix(const Ctx& c, int64_t p, int64_t j0, Scratch& sc) {               \
+    run_block<V, MR, NV, MatSrc>(c, p, j0, sc);                                                \
+  }                                                                                            \
   target void fused_block_##suffix(const PairPartialCtx& f, const Ctx& c, int64_t j0,          \
                                    const double* bigcol, const int64_t* big_of, int64_t n_big, \
                                    Scratch& sc) {                                              \
@@ -576,22 +558,21 @@ GSNN_PC_VARIANT(avx2, GSNN_TARGET("avx2,fma"), v4d, 3, 3, 8)
 // Baseline (SSE2 on x86-64, 128-bit NEON on aarch64): 3 x 3 two-lane groups.
 GSNN_PC_VARIANT(base, , v2d, 3, 3, 8)
 
-#define GSNN_PC_TABLE(suffix, tag)                                                  \
-  Kernels {                                                                         \
-    &block_##suffix##_##tag, &big_chunk_##suffix##_##tag, &factor_##suffix##_##tag, \
-        &corr_row_##suffix, &fused_block_##suffix                                   \
-  }
+#define GSNN_PC_TABLE(suffix, sum)                                           \
+  (sum ? Kernels{nullptr, &big_chunk_##suffix##_sum, &factor_##suffix##_sum, \
+                 &fused_block_##suffix}                                      \
+       : Kernels{&block_##suffix, &big_chunk_##suffix##_mat, &factor_##suffix##_mat, nullptr})
 
 // The task kinds of one ISA variant and covariance source.
 template <class Src>
 Kernels kernels_for(Isa isa) {
   constexpr bool kSum = std::is_same<Src, SumSrc>::value;
 #if GSNN_HAVE_CLONES
-  if (isa == Isa::kAvx512f) return kSum ? GSNN_PC_TABLE(avx512, sum) : GSNN_PC_TABLE(avx512, mat);
-  if (isa == Isa::kAvx2) return kSum ? GSNN_PC_TABLE(avx2, sum) : GSNN_PC_TABLE(avx2, mat);
+  if (isa == Isa::kAvx512f) return GSNN_PC_TABLE(avx512, kSum);
+  if (isa == Isa::kAvx2) return GSNN_PC_TABLE(avx2, kSum);
 #endif
   (void)isa;
-  return kSum ? GSNN_PC_TABLE(base, sum) : GSNN_PC_TABLE(base, mat);
+  return GSNN_PC_TABLE(base, kSum);
 }
 
 // Runs task(t, scratch) for t in [0, n) on the intra-op threads; each worker
@@ -829,7 +810,5 @@ void pair_partial_corr_entries(const PairPartialCtx& f, int64_t smax, const int6
         }
       });
 }
-
-void pair_corr_row(const CorrRow& row, Isa isa) { kernels_for<SumSrc>(isa).corr_row(row); }
 
 }  // namespace gsnn_fast

@@ -62,17 +62,4 @@ void pair_partial_corr_fused(const PairPartialCtx& c, int64_t smax, Isa isa);
 void pair_partial_corr_entries(const PairPartialCtx& c, int64_t smax, const int64_t* src,
                                const int64_t* dst, int64_t R, double* vals, Isa isa);
 
-// One row i of one pair's plain correlations (pair_corr_value lane by lane; the
-// scalar tail runs the same sequence).
-struct CorrRow {
-  int64_t N;
-  double n, mxi, vxi, zxi;
-  const double* sxy;  // sum_xy[p] row i
-  const double* my;   // mean_y[p]
-  const double* vy;   // var_y[p] as computed (not NaN-ed)
-  const double* zy;   // zero_y[p] flags
-  double* out;        // corr row i
-};
-void pair_corr_row(const CorrRow& row, Isa isa);
-
 }  // namespace gsnn_fast
