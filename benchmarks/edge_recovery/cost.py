@@ -29,7 +29,9 @@ from gsnn_fast import GSNN, CompletionEdgeScorer, GradientEdgeScorer, MagnitudeE
 from gsnn_fast.data import scale_free_graph
 
 
-def _nbytes(*ts) -> int:
+def _stats_bytes(scorer) -> int:
+    """Bytes of a scorer's statistics (sum_xx is None without track_xx)."""
+    ts = (getattr(scorer, k) for k in ("sum_x", "sum_y", "sum_x2", "sum_y2", "sum_xy", "sum_xx"))
     return int(sum(t.numel() * t.element_size() for t in ts if t is not None))
 
 
@@ -69,27 +71,22 @@ def main(argv: list[str] | None = None) -> dict:
         out = fn(*a, **kw)
         return out, time.perf_counter() - t0
 
+    def row(scorer, t_fit: float, t_score: float) -> dict:
+        return {
+            "fit_s_per_batch": t_fit / args.batches,
+            "score_s": t_score,
+            "stats_bytes": _stats_bytes(scorer),
+        }
+
     for score in ("corr", "partial"):
         mei = MagnitudeEdgeInferer(model, data, track_xx=score == "partial")
         _, t_fit = timed(mei.fit, batches, verbose=False)
         _, t_score = timed(mei.score_matrices, score=score, layer_agg="max")
-        rows[f"mei_{score}"] = {
-            "fit_s_per_batch": t_fit / args.batches,
-            "score_s": t_score,
-            "stats_bytes": _nbytes(
-                mei.sum_x, mei.sum_y, mei.sum_x2, mei.sum_y2, mei.sum_xy, mei.sum_xx
-            ),  # fmt: skip
-        }
+        rows[f"mei_{score}"] = row(mei, t_fit, t_score)
         sc = GradientEdgeScorer(model, data, projections=2, score=score)
         _, t_fit = timed(sc.fit, batches)
         _, t_score = timed(sc.score_matrix)
-        rows[f"grad_{score}"] = {
-            "fit_s_per_batch": t_fit / args.batches,
-            "score_s": t_score,
-            "stats_bytes": _nbytes(
-                sc.sum_x, sc.sum_y, sc.sum_x2, sc.sum_y2, sc.sum_xy, sc.sum_xx
-            ),  # fmt: skip
-        }
+        rows[f"grad_{score}"] = row(sc, t_fit, t_score)
         print(score, rows[f"mei_{score}"], rows[f"grad_{score}"], flush=True)
 
     step: dict[str, float] = {}
@@ -118,9 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
         "train_step_s_per_batch": step["s"] if cs.completed is not None else None,
         "combine_s": t_combine,  # score_matrix: the two models' scores, sibling re-rank
         "first_model_train_step_s_per_batch": first_step,
-        "stats_bytes": sum(
-            _nbytes(s.sum_x, s.sum_y, s.sum_x2, s.sum_y2, s.sum_xy, s.sum_xx) for s in both
-        ),
+        "stats_bytes": sum(_stats_bytes(s) for s in both),
         "silent_pair_fraction": float(cs.silent.mean()),
         **cs.counts,
     }
