@@ -11,7 +11,8 @@ from gsnn_fast.ops import segment_magnitude
 from .conftest import bits, require_cuda, wide_range
 
 MODES = ["l1", "l2", "max", "mean"]
-# Segment lengths the conventions ask for: 0, 1, warp edges, and a long one.
+# Segment lengths at the edges that matter: empty, one channel, around a warp (32), and
+# a long one.
 LENGTHS = [0, 1, 31, 32, 33, 1025, 3]
 
 
