@@ -274,9 +274,10 @@ def _big_problem():
     """Two pairs, N = 203 (not a multiple of any SIMD width or tile): set sizes 0 to 33
     (the small-system path, tile remainders) and big sets of 63 to 160 members (the
     panel factorisation, source chunks shared by the threads, factors held in several
-    waves). NaN / zero variances, duplicated parents (a failing pivot in a small and in
-    a big set at ridge 0), clipping, and a slightly asymmetric cov_xx (the op must read
-    the same triangle as the formulation)."""
+    waves). NaN / zero variances, duplicated parents (a failing pivot in a small set and
+    in two big ones at ridge 0, in the first panel and in a later one), clipping, and a
+    slightly asymmetric cov_xx (the op must read the same triangle as the
+    formulation)."""
     rng = np.random.default_rng(5)
     N = 203
     moms = [list(_moments(*_samples(rng, 400, N))) for _ in range(2)]
@@ -288,6 +289,11 @@ def _big_problem():
     cov_xx[d1, :], cov_xx[:, d1] = cov_xx[d0, :], cov_xx[:, d0]
     var_x[d1] = var_x[d0]
     sets[71] = sorted({d0, d1, 5} - {71})
+    # pair 1: two parents of the 100-member set duplicated at positions 50 and 51, so
+    # the failing pivot lies in a later panel of the big factorisation
+    e0, e1 = sets[40][50], sets[40][51]
+    cov_xx[e1, :], cov_xx[:, e1] = cov_xx[e0, :], cov_xx[:, e0]
+    var_x[e1] = var_x[e0]
     var_x[11] = np.nan
     var_y[12] = 0.0
     for m in moms:  # |num| > sqrt(vx vy) for source 3 of target 7 (not in its set): clipped
@@ -320,6 +326,7 @@ def test_bit_identical_to_the_per_source_formulation(monkeypatch, isa):
             assert torch.equal(bits(out[p]), bits(ref)), (isa, ridge, p)
         if ridge == 0.0:
             assert torch.isnan(out[1, :, 70]).all() and torch.isnan(out[1, :, 71]).all()
+            assert torch.isnan(out[1, :, 40]).all() and torch.isfinite(out[0, :, 40]).any()
             assert torch.isfinite(out[0, :, 70]).sum() > 100
         assert out[0, 3, 7].item() == 1.0 and out[1, 3, 7].item() == 1.0
 

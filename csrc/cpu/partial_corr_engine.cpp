@@ -24,9 +24,11 @@
 //     out[p][chunk, block] row by row (scores, NaN columns and the copies of corr
 //     for empty sets alike).
 //   * big systems (|S| >= kBigSet, e.g. the hub of a converging graph): the
-//     factor is built by panels of kWidth rows (factor_big: the panel rows'
+//     factor is built by panels of FNV * kWidth rows (factor_big: the panel rows'
 //     entries left of the panel are one forward substitution vectorised across
-//     those rows), then the sources are cut into chunks that the threads share.
+//     those rows, and the sums of the panel's triangle over those columns are dots
+//     of the same rows, also vectorised), then the sources are cut into chunks
+//     that the threads share.
 //   * pair_partial_corr (pair_partial_corr_fused): the big systems first, their
 //     columns into a [P, n_big, N] buffer; then blocks of kFusedTargets targets,
 //     every pair of a block together, chunk by chunk of sources in row-major tiles
@@ -209,37 +211,87 @@ GSNN_INLINE void score_sources(const Ctx& c, const Src& src, int64_t p, int64_t 
     res[*q - i0] = nan;
 }
 
-// Factor of a big set: panels of W rows r0 .. r0+W-1. Entries left of the panel
-// (columns c < r0) are the forward substitution L[r][c] = Z[c][r] of
-// B[c][r] = A[r][c] with the rows of L above the panel, vectorised across the
-// panel's rows; the panel's triangle (and its pivots) by cholesky_pivot /
-// cholesky_offdiag. PARITY: each entry is the sequence of cholesky_offdiag
-// (a_rc minus L[r][k] L[c][k], k ascending, then / L[c][c]; the products are
-// commutative), each pivot that of cholesky_pivot, and pivots are tested in
-// column order, so the outcome equals cholesky_packed's. g, z: s * W doubles.
-template <class V, int MR, class M>
+// Rows lc0 .. lc0+MC-1 of the panel sums T (PW x PW, row lc = column r0 + lc of L,
+// lane l = row r0 + l): T[lc][l] -= Z[k][l] Z[k][lc] for k < r0 ascending, where
+// Z[k][l] = L[r0 + l][k] (z, PW doubles per k). PARITY: the terms k < r0 of
+// cholesky_offdiag (row r0 + l, column r0 + lc) and of cholesky_pivot (l == lc), in
+// their order, each fused (nmsub; the products are commutative).
+template <class V, int NV, int MC>
+GSNN_INLINE void panel_sums(const double* z, int64_t r0, int64_t lc0, double* T) {
+  using VL = VecLanes<V>;
+  constexpr int W = VL::kWidth, PW = NV * W;
+  V acc[MC][NV];
+  GSNN_UNROLL
+  for (int m = 0; m < MC; ++m) {
+    GSNN_UNROLL
+    for (int v = 0; v < NV; ++v) acc[m][v] = VL::load(T + (lc0 + m) * PW + v * W);
+  }
+  for (int64_t k = 0; k < r0; ++k) {
+    const double* zk = z + k * PW;
+    V zl[NV];
+    GSNN_UNROLL
+    for (int v = 0; v < NV; ++v) zl[v] = VL::load(zk + v * W);
+    GSNN_UNROLL
+    for (int m = 0; m < MC; ++m) {
+      const V b = VL::bcast(zk + lc0 + m);
+      GSNN_UNROLL
+      for (int v = 0; v < NV; ++v) acc[m][v] = VL::nmsub(acc[m][v], b, zl[v]);
+    }
+  }
+  GSNN_UNROLL
+  for (int m = 0; m < MC; ++m) {
+    GSNN_UNROLL
+    for (int v = 0; v < NV; ++v) VL::store(T + (lc0 + m) * PW + v * W, acc[m][v]);
+  }
+}
+
+// Factor of a big set: panels of PW = NV * kWidth rows r0 .. r0+PW-1. Entries left of
+// the panel (columns c < r0) are the forward substitution L[r][c] = Z[c][r] of
+// B[c][r] = A[r][c] with the rows of L above the panel, vectorised across the panel's
+// rows (an MR x NV register tile); the panel's triangle then starts from the sums
+// T of its entries' terms k < r0 (panel_sums: dots of the panel rows just computed,
+// vectorised across the rows) and finishes each entry with its terms k >= r0
+// (cholesky_pivot_from / cholesky_offdiag_from), column by column. PARITY: each entry
+// is the sequence of cholesky_offdiag (a_rc minus L[r][k] L[c][k], k ascending, then
+// / L[c][c]; the products are commutative), each pivot that of cholesky_pivot, and
+// pivots are tested in column order, so the outcome equals cholesky_packed's. g, z:
+// s * PW doubles.
+template <class V, int MR, int NV, class M>
 GSNN_INLINE bool factor_big(const M& xx, const int64_t* S, int64_t s, double ridge, double tol,
                             double* Lp, double* g, double* z) {
   using VL = VecLanes<V>;
-  constexpr int W = VL::kWidth;
-  static_assert(W <= 8, "g holds 8 doubles per set member");
-  for (int64_t r0 = 0; r0 < s; r0 += W) {
-    const int64_t w = std::min<int64_t>(W, s - r0);
+  constexpr int PW = NV * VL::kWidth;
+  constexpr int MC = 8;  // panel columns per panel_sums pass
+  static_assert(PW <= kMaxTileLanes, "g and z hold kMaxTileLanes doubles per set member");
+  alignas(64) double T[PW * PW];
+  double a[PW];  // a_cc + ridge of the panel's columns
+  for (int64_t r0 = 0; r0 < s; r0 += PW) {
+    const int64_t w = std::min<int64_t>(PW, s - r0);
+    for (int64_t lc = 0; lc < w; ++lc) {
+      a[lc] = add_rn(xx(S[r0 + lc], S[r0 + lc]), ridge);
+      for (int64_t l = 0; l < PW; ++l)
+        T[lc * PW + l] = l == lc ? a[lc] : (l > lc && l < w ? xx(S[r0 + l], S[r0 + lc]) : 0.0);
+    }
     if (r0 > 0) {
-      for (int64_t l = 0; l < W; ++l) {
+      for (int64_t l = 0; l < PW; ++l) {
         const int64_t r = S[r0 + std::min<int64_t>(l, w - 1)];
-        for (int64_t k = 0; k < r0; ++k) g[k * W + l] = l < w ? xx(r, S[k]) : 0.0;
+        for (int64_t k = 0; k < r0; ++k) g[k * PW + l] = l < w ? xx(r, S[k]) : 0.0;
       }
-      forward_subst<VL, MR, 1, false>(Lp, r0, PlainRows{g, nullptr, W}, nullptr, z, 1, nullptr,
-                                      nullptr);
+      forward_subst<VL, MR, NV, false>(Lp, r0, PlainRows{g, nullptr, PW}, nullptr, z, 1, nullptr,
+                                       nullptr);
       for (int64_t l = 0; l < w; ++l) {
         double* lr = Lp + tri(r0 + l);
-        for (int64_t k = 0; k < r0; ++k) lr[k] = z[k * W + l];
+        for (int64_t k = 0; k < r0; ++k) lr[k] = z[k * PW + l];
       }
+      int64_t lc = 0;
+      for (; lc + MC <= w; lc += MC) panel_sums<V, NV, MC>(z, r0, lc, T);
+      for (; lc < w; ++lc) panel_sums<V, NV, 1>(z, r0, lc, T);
     }
-    for (int64_t col = r0; col < r0 + w; ++col) {
-      if (!cholesky_pivot(Lp, xx(S[col], S[col]), ridge, tol, col)) return false;
-      for (int64_t r = col + 1; r < r0 + w; ++r) cholesky_offdiag(Lp, xx(S[r], S[col]), r, col);
+    for (int64_t lc = 0; lc < w; ++lc) {
+      const int64_t col = r0 + lc;
+      if (!cholesky_pivot_from(Lp, a[lc], T[lc * PW + lc], tol, col, r0)) return false;
+      for (int64_t l = lc + 1; l < w; ++l)
+        cholesky_offdiag_from(Lp, T[lc * PW + l], r0 + l, col, r0);
     }
   }
   return true;
@@ -250,7 +302,7 @@ struct Scratch {
   AlignedBuf zbuf, gbuf, blk;
   std::vector<double> Lblk, ablk;
   double* z = nullptr;  // smax * kMaxTileLanes
-  double* g = nullptr;  // s_big_max * 8
+  double* g = nullptr;  // s_big_max * kMaxTileLanes
   double* xy = nullptr;
   double* res = nullptr;
   // pair_partial_corr_fused: per (pair, target of the block) states and systems,
@@ -527,19 +579,19 @@ struct Kernels {
                       int64_t, Scratch&);
 };
 
-#define GSNN_PC_KERNELS(name, target, V, MR, NV, FMR, Src)                                        \
+#define GSNN_PC_KERNELS(name, target, V, MR, NV, FMR, FNV, Src)                                   \
   target void big_chunk_##name(const Ctx& c, int64_t p, int64_t j, const System* sys, int64_t i0, \
                                int64_t i1, double* oc, int64_t stride, Scratch& sc) {             \
     run_big_chunk<V, MR, NV, Src>(c, p, j, sys, i0, i1, oc, stride, sc);                          \
   }                                                                                               \
   target bool factor_##name(const Ctx& c, int64_t p, const int64_t* S, int64_t s, double* Lp,     \
                             double* g, double* z) {                                               \
-    return factor_big<V, FMR>(Src::of(c, p).xx, S, s, c.ridge, c.tol, Lp, g, z);                  \
+    return factor_big<V, FMR, FNV>(Src::of(c, p).xx, S, s, c.ridge, c.tol, Lp, g, z);             \
   }
 
-#define GSNN_PC_VARIANT(suffix, target, V, MR, NV, FMR)                                        \
-  GSNN_PC_KERNELS(suffix##_mat, target, V, MR, NV, FMR, MatSrc)                                \
-  GSNN_PC_KERNELS(suffix##_sum, target, V, MR, NV, FMR, SumSrc)                                \
+#define GSNN_PC_VARIANT(suffix, target, V, MR, NV, FMR, FNV)                                   \
+  GSNN_PC_KERNELS(suffix##_mat, target, V, MR, NV, FMR, FNV, MatSrc)                           \
+  GSNN_PC_KERNELS(suffix##_sum, target, V, MR, NV, FMR, FNV, SumSrc)                           \
   target void block_##suffix(const Ctx& c, int64_t p, int64_t j0, Scratch& sc) {               \
     run_block<V, MR, NV, MatSrc>(c, p, j0, sc);                                                \
   }                                                                                            \
@@ -549,14 +601,18 @@ struct Kernels {
     run_fused_block<V, MR, NV>(f, c, j0, bigcol, big_of, n_big, sc);                           \
   }
 
+// MR x NV: the register tile of the sources' substitutions; FMR x FNV: that of the
+// big factors' panels (FNV lane groups: panels of FNV * lanes rows).
 #if GSNN_HAVE_CLONES
-// AVX-512F: 4 rows x 4 zmm lane groups (16 accumulators of 32 registers).
-GSNN_PC_VARIANT(avx512, GSNN_TARGET("avx512f"), v8d, 4, 4, 8)
-// AVX2: 3 x 3 ymm (9 accumulators of 16 registers).
-GSNN_PC_VARIANT(avx2, GSNN_TARGET("avx2,fma"), v4d, 3, 3, 8)
+// AVX-512F: 4 rows x 4 zmm lane groups (16 accumulators of 32 registers); panels of
+// 24 rows by 8 x 3 tiles.
+GSNN_PC_VARIANT(avx512, GSNN_TARGET("avx512f"), v8d, 4, 4, 8, 3)
+// AVX2: 3 x 3 ymm (9 accumulators of 16 registers); panels of 12 rows by 4 x 3.
+GSNN_PC_VARIANT(avx2, GSNN_TARGET("avx2,fma"), v4d, 3, 3, 4, 3)
 #endif
-// Baseline (SSE2 on x86-64, 128-bit NEON on aarch64): 3 x 3 two-lane groups.
-GSNN_PC_VARIANT(base, , v2d, 3, 3, 8)
+// Baseline (SSE2 on x86-64, 128-bit NEON on aarch64): 3 x 3 two-lane groups; panels of
+// 6 rows.
+GSNN_PC_VARIANT(base, , v2d, 3, 3, 3, 3)
 
 #define GSNN_PC_TABLE(suffix, sum)                                           \
   (sum ? Kernels{nullptr, &big_chunk_##suffix##_sum, &factor_##suffix##_sum, \
@@ -609,7 +665,7 @@ struct BigSets {
 inline Scratch make_scratch(int64_t smax, int64_t s_big_max) {
   Scratch sc;
   sc.z = sc.zbuf.get(std::max<int64_t>(1, smax) * kMaxTileLanes);
-  sc.g = sc.gbuf.get(std::max<int64_t>(1, s_big_max) * 8);
+  sc.g = sc.gbuf.get(std::max<int64_t>(1, s_big_max) * kMaxTileLanes);
   const int64_t nbuf = std::max(kFusedTargets, kBlockTargets) * kChunk;
   sc.xy = sc.blk.get(2 * nbuf);
   sc.res = sc.xy + nbuf;

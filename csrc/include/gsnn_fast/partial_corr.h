@@ -36,8 +36,10 @@
 // the same sequence on both backends, in any order that respects its
 // dependencies (CUDA runs the rows of a column in parallel; the CPU runs small
 // factors column by column and big ones by panels of rows, whose entries left of
-// the panel are the same sequence vectorised across the rows, see
-// partial_corr_cpu.cpp); the result does not depend on that order. The per-source
+// the panel are the same sequence vectorised across the rows, and whose triangle
+// entries continue sums started that way (cholesky_pivot_from /
+// cholesky_offdiag_from), see csrc/cpu/partial_corr_engine.cpp); the result does not
+// depend on that order. The per-source
 // math (forward_subst, partial_corr_finish) is written once, as templates on a
 // lane type: CUDA threads run it on one source (ScalarLanes, through
 // partial_corr_source), the CPU on several sources side by side (GCC vectors, one
@@ -83,26 +85,37 @@ GSNN_HD bool in_sorted(const int64_t* S, int64_t s, int64_t v) {
 // Diagonal entry c of the Cholesky factor: d = (a_cc + ridge) - sum_{k<c} L[c][k]^2;
 // returns false (pivot fails) when d is not finite or d <= tol * (a_cc + ridge)
 // (or d <= 0), else L[c][c] = sqrt(d).
-GSNN_HD bool cholesky_pivot(double* Lp, double a_cc, double ridge, double tol, int64_t c) {
+// cholesky_pivot_from continues the sum from k = k0: a = a_cc + ridge (rounded),
+// d = a minus the terms k < k0, subtracted in that order (the CPU's panels of big
+// sets compute those terms for several rows at once, see partial_corr_engine.cpp).
+GSNN_HD bool cholesky_pivot_from(double* Lp, double a, double d, double tol, int64_t c,
+                                 int64_t k0) {
   const double* lc = Lp + tri(c);
-  const double a = add_rn(a_cc, ridge);
-  double d = a;
   // PARITY: ascending k, each product fused into the sum.
-  for (int64_t k = 0; k < c; ++k) d = fma_rn(-lc[k], lc[k], d);
+  for (int64_t k = k0; k < c; ++k) d = fma_rn(-lc[k], lc[k], d);
   if (!is_finite_d(d) || !(d > 0.0) || d <= mul_rn(tol, a)) return false;
   Lp[tri(c) + c] = sqrt_rn(d);
   return true;
 }
 
+GSNN_HD bool cholesky_pivot(double* Lp, double a_cc, double ridge, double tol, int64_t c) {
+  const double a = add_rn(a_cc, ridge);
+  return cholesky_pivot_from(Lp, a, a, tol, c, 0);
+}
+
 // Off-diagonal entry (r > c), needs L[r][0..c) and L[c][0..c]:
 // L[r][c] = (a_rc - sum_{k<c} L[r][k] L[c][k]) / L[c][c].
-GSNN_HD void cholesky_offdiag(double* Lp, double a_rc, int64_t r, int64_t c) {
+// cholesky_offdiag_from continues the sum from k = k0 (v = a_rc minus the terms k < k0).
+GSNN_HD void cholesky_offdiag_from(double* Lp, double v, int64_t r, int64_t c, int64_t k0) {
   const double* lr = Lp + tri(r);
   const double* lc = Lp + tri(c);
-  double v = a_rc;
   // PARITY: ascending k, each product fused into the sum.
-  for (int64_t k = 0; k < c; ++k) v = fma_rn(-lr[k], lc[k], v);
+  for (int64_t k = k0; k < c; ++k) v = fma_rn(-lr[k], lc[k], v);
   Lp[tri(r) + c] = div_rn(v, lc[c]);
+}
+
+GSNN_HD void cholesky_offdiag(double* Lp, double a_rc, int64_t r, int64_t c) {
+  cholesky_offdiag_from(Lp, a_rc, r, c, 0);
 }
 
 // Entry (r, c) of a row-major N x N matrix: the accessor of the precomputed
