@@ -66,9 +66,12 @@ using Ctx = PartialCorrCtx;
 // shared by the threads); the others are handled a block of targets at a time.
 constexpr int64_t kBigSet = 64;
 // Targets per small-system task (a row of the block: 4 cache lines of cov_xy,
-// corr and out), and sources per chunk of a system (small or big).
+// corr and out), and sources per chunk of a block of small systems.
 constexpr int64_t kBlockTargets = 32;
 constexpr int64_t kChunk = 128;
+// Sources per chunk of a big system (at most kChunk): a multiple of every variant's
+// big register tile (24, 12 and 6 sources).
+constexpr int64_t kBigChunk = 120;
 // Targets per block of pair_partial_corr_fused: each source row of sum_xy is read
 // in runs of this many columns (2 KB: fewer pages touched per byte than 32).
 constexpr int64_t kFusedTargets = 256;
@@ -162,13 +165,17 @@ GSNN_INLINE bool all_dead(const double* var_x, const int64_t* S, int64_t s, cons
 // cov_xy[p, i0 + k, j]. z: scratch for s * kMaxTileLanes doubles, 64-byte aligned.
 // PARITY: every element by forward_subst + partial_corr_finish (the same
 // sequence for the vector lanes and the scalar tail), then NaN for i == j and
-// i in S (what partial_corr_source returns for them). skip_dead: a tile whose
-// every source scores NaN anyway (all_dead) is not solved (the big systems, where
-// a tile costs ~s^2 per source): the same values.
+// i in S (what partial_corr_source returns for them). big (the big systems, where
+// a tile costs ~s^2 per source): a tile whose every source scores NaN anyway
+// (all_dead) is not solved, and the rows of B of a tile are formed into bt (s *
+// kMaxTileLanes doubles) before its solve, so that the solve reads them from the
+// caches (in the covariances they are s scattered rows, each a miss the whole
+// register tile would wait on): the same values.
 template <class V, int MR, int NV, class Src>
 GSNN_INLINE void score_sources(const Ctx& c, const Src& src, int64_t p, int64_t j,
                                const System& sys, int64_t i0, int64_t i1, const double* cxy_col,
-                               double* z, double* res, bool skip_dead = false) {
+                               double* z, double* res, double* bt = nullptr) {
+  const bool skip_dead = bt != nullptr;
   using VL = VecLanes<V>;
   constexpr int W = VL::kWidth;
   static_assert(NV * W <= kMaxTileLanes, "z scratch too small for the tile");
@@ -184,7 +191,16 @@ GSNN_INLINE void score_sources(const Ctx& c, const Src& src, int64_t p, int64_t 
     }
     V zz[NV], ba[NV];
     for (int v = 0; v < NV; ++v) zz[v] = ba[v] = VL::splat(0.0);
-    forward_subst<VL, MR, NV, true>(sys.Lp, sys.s, src.xx_rows(sys.S, i), sys.alpha, z, 1, zz, ba);
+    const auto rows = src.xx_rows(sys.S, i);
+    if (bt) {
+      for (int64_t a = 0; a < sys.s; ++a)
+        for (int v = 0; v < NV; ++v)
+          VL::store(bt + (a * NV + v) * W, rows.template load<VL>(a, v * W));
+      forward_subst<VL, MR, NV, true>(sys.Lp, sys.s, PlainRows{bt, nullptr, NV * W}, sys.alpha, z,
+                                      1, zz, ba);
+    } else {
+      forward_subst<VL, MR, NV, true>(sys.Lp, sys.s, rows, sys.alpha, z, 1, zz, ba);
+    }
     for (int v = 0; v < NV; ++v) {
       const V r = partial_corr_finish<VL>(zz[v], ba[v], VL::load(vx_p + i + v * W),
                                           VL::load(cxy_col + (i - i0) + v * W), sys.vy, tol);
@@ -299,10 +315,11 @@ GSNN_INLINE bool factor_big(const M& xx, const int64_t* S, int64_t s, double rid
 
 // Per-worker scratch.
 struct Scratch {
-  AlignedBuf zbuf, gbuf, blk;
+  AlignedBuf zbuf, gbuf, blk, bbuf;
   std::vector<double> Lblk, ablk;
-  double* z = nullptr;  // smax * kMaxTileLanes
-  double* g = nullptr;  // s_big_max * kMaxTileLanes
+  double* z = nullptr;   // smax * kMaxTileLanes
+  double* g = nullptr;   // s_big_max * kMaxTileLanes
+  double* bt = nullptr;  // s_big_max * kMaxTileLanes: a big system's tile of B
   double* xy = nullptr;
   double* res = nullptr;
   // pair_partial_corr_fused: per (pair, target of the block) states and systems,
@@ -408,7 +425,7 @@ GSNN_INLINE void run_big_chunk(const Ctx& c, int64_t p, int64_t j, const System*
   }
   const Src src = Src::of(c, p);
   for (int64_t k = 0; k < n; ++k) sc.xy[k] = src.xy(i0 + k, j);
-  score_sources<V, MR, NV>(c, src, p, j, *sys, i0, i1, sc.xy, sc.z, sc.res, true);
+  score_sources<V, MR, NV>(c, src, p, j, *sys, i0, i1, sc.xy, sc.z, sc.res, sc.bt);
   for (int64_t k = 0; k < n; ++k) oc[k * stride] = sc.res[k];
 }
 
@@ -582,7 +599,7 @@ struct Kernels {
 #define GSNN_PC_KERNELS(name, target, V, MR, NV, FMR, FNV, Src)                                   \
   target void big_chunk_##name(const Ctx& c, int64_t p, int64_t j, const System* sys, int64_t i0, \
                                int64_t i1, double* oc, int64_t stride, Scratch& sc) {             \
-    run_big_chunk<V, MR, NV, Src>(c, p, j, sys, i0, i1, oc, stride, sc);                          \
+    run_big_chunk<V, FMR, FNV, Src>(c, p, j, sys, i0, i1, oc, stride, sc);                        \
   }                                                                                               \
   target bool factor_##name(const Ctx& c, int64_t p, const int64_t* S, int64_t s, double* Lp,     \
                             double* g, double* z) {                                               \
@@ -601,17 +618,18 @@ struct Kernels {
     run_fused_block<V, MR, NV>(f, c, j0, bigcol, big_of, n_big, sc);                           \
   }
 
-// MR x NV: the register tile of the sources' substitutions; FMR x FNV: that of the
-// big factors' panels (FNV lane groups: panels of FNV * lanes rows).
+// MR x NV: the register tile of the small systems' substitutions; FMR x FNV: that of
+// the big systems, their sources' substitutions and their factors' panels (FNV lane
+// groups: panels of FNV * lanes rows).
 #if GSNN_HAVE_CLONES
-// AVX-512F: 4 rows x 4 zmm lane groups (16 accumulators of 32 registers); panels of
-// 24 rows by 8 x 3 tiles.
+// AVX-512F: 4 rows x 4 zmm lane groups (16 accumulators of 32 registers); big
+// systems 8 x 3 (24: each loaded Z[k] serves 8 rows of L, which the long
+// substitutions need).
 GSNN_PC_VARIANT(avx512, GSNN_TARGET("avx512f"), v8d, 4, 4, 8, 3)
-// AVX2: 3 x 3 ymm (9 accumulators of 16 registers); panels of 12 rows by 4 x 3.
+// AVX2: 3 x 3 ymm (9 accumulators of 16 registers); big systems 4 x 3.
 GSNN_PC_VARIANT(avx2, GSNN_TARGET("avx2,fma"), v4d, 3, 3, 4, 3)
 #endif
-// Baseline (SSE2 on x86-64, 128-bit NEON on aarch64): 3 x 3 two-lane groups; panels of
-// 6 rows.
+// Baseline (SSE2 on x86-64, 128-bit NEON on aarch64): 3 x 3 two-lane groups.
 GSNN_PC_VARIANT(base, , v2d, 3, 3, 3, 3)
 
 #define GSNN_PC_TABLE(suffix, sum)                                           \
@@ -666,6 +684,7 @@ inline Scratch make_scratch(int64_t smax, int64_t s_big_max) {
   Scratch sc;
   sc.z = sc.zbuf.get(std::max<int64_t>(1, smax) * kMaxTileLanes);
   sc.g = sc.gbuf.get(std::max<int64_t>(1, s_big_max) * kMaxTileLanes);
+  sc.bt = sc.bbuf.get(std::max<int64_t>(1, s_big_max) * kMaxTileLanes);
   const int64_t nbuf = std::max(kFusedTargets, kBlockTargets) * kChunk;
   sc.xy = sc.blk.get(2 * nbuf);
   sc.res = sc.xy + nbuf;
@@ -686,7 +705,7 @@ void run_big_systems(const Ctx& c, const Kernels& k, const BigSets& big, int64_t
   const int64_t N = c.N, P = c.P;
   const int64_t n_bj = static_cast<int64_t>(big.big_j.size());
   const int64_t n_big = P * n_bj;
-  const int64_t n_chunks = (N + kChunk - 1) / kChunk;  // per big system
+  const int64_t n_chunks = (N + kBigChunk - 1) / kBigChunk;  // per big system
   const auto make = [&] { return make_scratch(smax, big.s_max); };
   const int64_t budget = std::max<int64_t>(N * N / 4, tri(big.s_max) + big.s_max);
   std::unique_ptr<double[]> fac;
@@ -731,9 +750,9 @@ void run_big_systems(const Ctx& c, const Kernels& k, const BigSets& big, int64_t
       wave_ok[t] = ok ? 1 : 0;
     });
     run_tasks(nw * n_chunks, make, [&](int64_t t, Scratch& sc) {
-      const int64_t w = t / n_chunks, i0 = (t % n_chunks) * kChunk;
+      const int64_t w = t / n_chunks, i0 = (t % n_chunks) * kBigChunk;
       const int64_t b = b0 + w, p = b / n_bj, j = big.big_j[b % n_bj];
-      k.big_chunk(c, p, j, wave_ok[w] ? &wave[w] : nullptr, i0, std::min(N, i0 + kChunk),
+      k.big_chunk(c, p, j, wave_ok[w] ? &wave[w] : nullptr, i0, std::min(N, i0 + kBigChunk),
                   col(p, b % n_bj) + i0 * stride, stride, sc);
     });
     b0 = b1;
