@@ -429,6 +429,17 @@ GSNN_INLINE void run_big_chunk(const Ctx& c, int64_t p, int64_t j, const System*
   for (int64_t k = 0; k < n; ++k) oc[k * stride] = sc.res[k];
 }
 
+// Asks the caches for the doubles [i0, i0 + n) of the rows S of sum_xx (xx_p) that
+// system sys will read (prefetches: no value changes).
+constexpr int64_t kAhead = 4;
+GSNN_INLINE void prefetch_rows(const double* xx_p, int64_t N, const System& sys, int64_t i0,
+                               int64_t n) {
+  for (int64_t a = 0; a < sys.s; ++a) {
+    const char* row = reinterpret_cast<const char*>(xx_p + sys.S[a] * N + i0);
+    for (int64_t off = 0; off < n * 8; off += 64) __builtin_prefetch(row + off);
+  }
+}
+
 // Row operations of the fused block's tiles, over elements [b0, b1): whole lane
 // groups of V, then ScalarLanes (the same sequence per element). No lambdas here:
 // they would not inherit the ISA variant's target attribute.
@@ -557,9 +568,15 @@ GSNN_INLINE void run_fused_block(const PairPartialCtx& f, const Ctx& c, int64_t 
         }
         b0 = b1;
       }
-      // the other columns, one at a time
+      // the other columns, one at a time (the rows of B of the target kAhead columns
+      // on requested from memory meanwhile: they are scattered rows of sum_xx)
+      const double* xx_p = c.cxx + p * NN;
+      for (int64_t b = 0; b < std::min<int64_t>(kAhead, nb); ++b)
+        if (st[b] == kScore) prefetch_rows(xx_p, N, sy[b], i0, n);
       for (int64_t b = 0; b < nb; ++b) {
         const int64_t j = j0 + b;
+        if (b + kAhead < nb && st[b + kAhead] == kScore)
+          prefetch_rows(xx_p, N, sy[b + kAhead], i0, n);
         if (st[b] == kScore) {
           for (int64_t k = 0; k < n; ++k) sc.xy[k] = cov[k * nb + b];
           score_sources<V, MR, NV>(c, src, p, j, sy[b], i0, i1, sc.xy, sc.z, sc.res);
