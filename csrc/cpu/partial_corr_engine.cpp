@@ -432,6 +432,9 @@ GSNN_INLINE void run_big_chunk(const Ctx& c, int64_t p, int64_t j, const System*
 // Asks the caches for the doubles [i0, i0 + n) of the rows S of sum_xx (xx_p) that
 // system sys will read (prefetches: no value changes).
 constexpr int64_t kAhead = 4;
+// Targets whose columns a fused block moves between its row-major tiles and the
+// per-target buffers of the systems together (8 doubles: one cache line per row).
+constexpr int64_t kGroup = 8;
 GSNN_INLINE void prefetch_rows(const double* xx_p, int64_t N, const System& sys, int64_t i0,
                                int64_t n) {
   for (int64_t a = 0; a < sys.s; ++a) {
@@ -568,25 +571,38 @@ GSNN_INLINE void run_fused_block(const PairPartialCtx& f, const Ctx& c, int64_t 
         }
         b0 = b1;
       }
-      // the other columns, one at a time (the rows of B of the target kAhead columns
-      // on requested from memory meanwhile: they are scattered rows of sum_xx)
+      // the other columns, by groups of kGroup: the group's covariance columns out of
+      // the row-major tile (one cache line per source row), each target's scores (the
+      // rows of B of the target kAhead columns on requested from memory meanwhile:
+      // they are scattered rows of sum_xx), then the group's values back by rows
       const double* xx_p = c.cxx + p * NN;
+      double* xyT = sc.xy;    // [kGroup][kChunk]
+      double* resT = sc.res;  // [kGroup][kChunk]
       for (int64_t b = 0; b < std::min<int64_t>(kAhead, nb); ++b)
         if (st[b] == kScore) prefetch_rows(xx_p, N, sy[b], i0, n);
-      for (int64_t b = 0; b < nb; ++b) {
-        const int64_t j = j0 + b;
-        if (b + kAhead < nb && st[b + kAhead] == kScore)
-          prefetch_rows(xx_p, N, sy[b + kAhead], i0, n);
-        if (st[b] == kScore) {
-          for (int64_t k = 0; k < n; ++k) sc.xy[k] = cov[k * nb + b];
-          score_sources<V, MR, NV>(c, src, p, j, sy[b], i0, i1, sc.xy, sc.z, sc.res);
-          for (int64_t k = 0; k < n; ++k) val[k * nb + b] = sc.res[k];
-        } else if (st[b] == kSkip) {
-          const double* bc = bigcol + (p * n_big + big_of[j]) * N + i0;
-          for (int64_t k = 0; k < n; ++k) val[k * nb + b] = bc[k];
-        } else if (st[b] == kNan) {
-          for (int64_t k = 0; k < n; ++k) val[k * nb + b] = nan;
+      for (int64_t g0 = 0; g0 < nb; g0 += kGroup) {
+        const int64_t g1 = std::min<int64_t>(nb, g0 + kGroup);
+        if (std::none_of(st + g0, st + g1, [](int v) { return v != kCopy; })) continue;
+        if (std::any_of(st + g0, st + g1, [](int v) { return v == kScore; }))
+          for (int64_t k = 0; k < n; ++k)
+            for (int64_t b = g0; b < g1; ++b) xyT[(b - g0) * kChunk + k] = cov[k * nb + b];
+        for (int64_t b = g0; b < g1; ++b) {
+          const int64_t j = j0 + b;
+          double* rb = resT + (b - g0) * kChunk;
+          if (b + kAhead < nb && st[b + kAhead] == kScore)
+            prefetch_rows(xx_p, N, sy[b + kAhead], i0, n);
+          if (st[b] == kScore) {
+            score_sources<V, MR, NV>(c, src, p, j, sy[b], i0, i1, xyT + (b - g0) * kChunk, sc.z,
+                                     rb);
+          } else if (st[b] == kSkip) {
+            std::memcpy(rb, bigcol + (p * n_big + big_of[j]) * N + i0, n * 8);
+          } else if (st[b] == kNan) {
+            std::fill(rb, rb + n, nan);
+          }
         }
+        for (int64_t k = 0; k < n; ++k)
+          for (int64_t b = g0; b < g1; ++b)
+            if (st[b] != kCopy) val[k * nb + b] = resT[(b - g0) * kChunk + k];
       }
       for (int64_t k = 0; k < n; ++k) {
         const double* vr = val + k * nb;
