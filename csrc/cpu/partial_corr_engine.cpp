@@ -429,18 +429,21 @@ GSNN_INLINE void run_big_chunk(const Ctx& c, int64_t p, int64_t j, const System*
   for (int64_t k = 0; k < n; ++k) oc[k * stride] = sc.res[k];
 }
 
-// Asks the caches for the doubles [i0, i0 + n) of the rows S of sum_xx (xx_p) that
-// system sys will read (prefetches: no value changes).
+// How far ahead a fused block asks for its memory (rows of sum_xy, targets' rows of
+// sum_xx).
 constexpr int64_t kAhead = 4;
 // Targets whose columns a fused block moves between its row-major tiles and the
 // per-target buffers of the systems together (8 doubles: one cache line per row).
 constexpr int64_t kGroup = 8;
+// Ask the caches for the n doubles at p, and for the doubles [i0, i0 + n) of the rows
+// S of sum_xx (xx_p) that system sys will read (prefetches: no value changes).
+GSNN_INLINE void prefetch_run(const double* p, int64_t n) {
+  const char* b = reinterpret_cast<const char*>(p);
+  for (int64_t off = 0; off < n * 8; off += 64) __builtin_prefetch(b + off);
+}
 GSNN_INLINE void prefetch_rows(const double* xx_p, int64_t N, const System& sys, int64_t i0,
                                int64_t n) {
-  for (int64_t a = 0; a < sys.s; ++a) {
-    const char* row = reinterpret_cast<const char*>(xx_p + sys.S[a] * N + i0);
-    for (int64_t off = 0; off < n * 8; off += 64) __builtin_prefetch(row + off);
-  }
+  for (int64_t a = 0; a < sys.s; ++a) prefetch_run(xx_p + sys.S[a] * N + i0, n);
 }
 
 // Row operations of the fused block's tiles, over elements [b0, b1): whole lane
@@ -551,9 +554,17 @@ GSNN_INLINE void run_fused_block(const PairPartialCtx& f, const Ctx& c, int64_t 
       const System* sy = sc.sys.data() + p * per;
       const bool any_cov =
           std::any_of(st, st + nb, [](int v) { return v == kScore || v == kCopy; });
-      if (any_cov)
-        for (int64_t k = 0; k < n; ++k)
+      if (any_cov) {
+        // the runs of sum_xy rows kAhead rows on requested meanwhile (each run is a
+        // short stream of its own, which the hardware prefetchers pick up late)
+        const double* sxy = c.cxy + p * NN + j0;
+        for (int64_t k = 0; k < std::min<int64_t>(kAhead, n); ++k)
+          prefetch_run(sxy + (i0 + k) * N, nb);
+        for (int64_t k = 0; k < n; ++k) {
+          if (k + kAhead < n) prefetch_run(sxy + (i0 + k + kAhead) * N, nb);
           src.template xy_row<VecLanes<V>>(i0 + k, j0, nb, cov + k * nb);
+        }
+      }
       // corr over the runs of empty sets
       const double* vy = m.var_y + p * N + j0;
       const double* zy = m.zero_y + p * N + j0;
