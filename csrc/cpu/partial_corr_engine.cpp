@@ -72,6 +72,7 @@ constexpr int64_t kChunk = 128;
 // Sources per chunk of a big system (at most kChunk): a multiple of every variant's
 // big register tile (24, 12 and 6 sources).
 constexpr int64_t kBigChunk = 120;
+static_assert(kBigChunk <= kChunk, "a big chunk's sources use the chunk buffers");
 // Targets per block of pair_partial_corr_fused: each source row of sum_xy is read
 // in runs of this many columns (2 KB: fewer pages touched per byte than 32).
 constexpr int64_t kFusedTargets = 256;
