@@ -12,6 +12,7 @@ import torch
 from gsnn_fast import GSNN, CompletionEdgeScorer, GradientEdgeScorer, nx2pyg
 from gsnn_fast.data import build_convergence_graph, default_held_out_edges
 from gsnn_fast.inference.completion_edge_scorer import (
+    band_placement,
     complete_graph,
     reachability,
     sibling_similarity,
@@ -108,7 +109,9 @@ def test_silent_pairs_take_the_weighted_completed_scores():
     def train(m):
         trained.append(m)
 
-    sc = CompletionEdgeScorer(model, data, make_model, train, silent_weight=0.25, sibling=False)
+    sc = CompletionEdgeScorer(
+        model, data, make_model, train, silent_weight=0.25, sibling=False, placement="weight"
+    )
     sc.fit(batches)
     assert len(built) == 1 and trained == [sc.completed_model]
     fed, reaches = reachability(data)
@@ -149,6 +152,67 @@ def test_bad_arguments():
         CompletionEdgeScorer(model, data, ok, ok, score="magnitude")
     with pytest.raises(RuntimeError, match="fit"):
         CompletionEdgeScorer(model, data, ok, ok).score_matrix()
+    with pytest.raises(ValueError, match="placement"):
+        CompletionEdgeScorer(model, data, ok, ok, placement="quantile")
+    for bad in ((0.5,), (1.5, 0.2), (0.5, -0.1), "ab", None):
+        with pytest.raises(ValueError, match="band"):
+            CompletionEdgeScorer(model, data, ok, ok, band=bad)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="retrain_rounds"):
+            CompletionEdgeScorer(model, data, ok, ok, retrain_rounds=bad)
+
+
+def test_band_placement():
+    ref = np.arange(101, dtype=float)  # quantile q of ref is 100 q
+    ev = np.array([3.0, 1.0, 2.0, 2.0, 10.0])
+    out = band_placement(ev, ref, center=0.6, spread=0.5)
+    # mid-rank quantiles 0.7, 0.1, 0.4, 0.4, 0.9 (ties share) -> 0.6 + 0.5 (q - 0.5)
+    np.testing.assert_allclose(out, [70.0, 40.0, 55.0, 55.0, 80.0])
+    # spread 0: every pair at the centre; spread 1 and centre 1/2: the plain quantile map
+    np.testing.assert_allclose(band_placement(ev, ref, 0.25, 0.0), 25.0)
+    np.testing.assert_allclose(band_placement(ev, ref, 0.5, 1.0), [70.0, 10.0, 40.0, 40.0, 90.0])
+    # quantiles taken among another sample; clipped to the reference's range
+    np.testing.assert_allclose(
+        band_placement([0.0, 99.0], ref, 0.9, 1.0, among=[1.0, 2.0]), [40.0, 100.0]
+    )
+    with pytest.raises(ValueError, match="empty"):
+        band_placement(ev, [], 0.5, 0.5)
+
+
+def test_band_keeps_the_silent_order_inside_the_visible_band():
+    data = _silent_graph()
+    model = _gsnn(data)
+    batches = _batches(2, 2)
+    calls = []
+
+    def train(m):
+        calls.append(m)
+
+    fits = {}
+    for placement in ("weight", "band"):
+        sc = CompletionEdgeScorer(
+            model, data, lambda d: _gsnn(d, seed=1), train, placement=placement,
+            band=(0.7, 0.2), retrain_rounds=3,
+        )  # fmt: skip
+        sc.fit(batches)
+        fits[placement] = sc
+    assert len(calls) == 6 and calls[3:] == [fits["band"].completed_model] * 3
+    w, pw = fits["weight"].score_matrix()
+    b, pb = fits["band"].score_matrix()
+    sc = fits["band"]
+    silent = sc.silent
+    np.testing.assert_array_equal(b[~silent], w[~silent])  # visible pairs untouched
+    np.testing.assert_array_equal(pb, pw)  # p-values stay the completed model's
+    np.testing.assert_array_equal(np.isfinite(b), np.isfinite(w))
+    m = silent & np.isfinite(w)
+    # same order (ties may only appear where the band's quantiles coincide)
+    order = np.argsort(w[m], kind="stable")
+    assert (np.diff(b[m][order]) >= 0).all()
+    # inside the band: between the visible candidates' 60th and 80th percentiles
+    cand = ~sc.base._adjacency & ~np.eye(sc.N, dtype=bool)
+    ref = sc._s0[~silent & cand & np.isfinite(sc._s0)]
+    lo, hi = np.quantile(ref, [0.6, 0.8])
+    assert (b[m] >= lo - 1e-12).all() and (b[m] <= hi + 1e-12).all()
 
 
 def test_sibling_similarity():

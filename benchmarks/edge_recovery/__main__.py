@@ -31,7 +31,9 @@ LABELS = {
     "grad_corr": "gradient corr (new)",
     "grad_partial": "gradient partial (new)",
     "grad_partial_stage1": "gradient partial + 1 stage (new)",
-    "grad_complete": "gradient partial + completion (new)",
+    "grad_complete_weight": "gradient partial + completion, weight 0.5 (previous default)",
+    "grad_complete": "gradient partial + completion, band (new)",
+    "grad_complete_r3": "gradient partial + completion, band, 3 retraining rounds (new)",
 }
 
 

@@ -146,23 +146,34 @@ def train_model(model: Any, x: torch.Tensor, y: torch.Tensor, epochs: int, seed:
     pipeline_train_model(model, loader, epochs=epochs, optimizer=opt)
 
 
-def _completion(silent_weight: float = 0.5, per_node: int = 1) -> Callable[[dict], np.ndarray]:
+def _completion(
+    silent_weight: float = 0.5,
+    per_node: int = 1,
+    placement: str = "band",
+    retrain_rounds: int = 1,
+) -> Callable[[dict], np.ndarray]:
     def fn(ctx: dict) -> np.ndarray:
         fam, seed = ctx["fam"], ctx["seed"]
         epochs = ctx.get("epochs") or fam.epochs
+        # methods that differ only in how the two models' scores combine share one fit
+        key = ("completion", silent_weight, per_node, retrain_rounds)
+        sc = ctx.get(key)
+        if sc is None:
 
-        def make_model(data: Any) -> Any:
-            torch.manual_seed(seed + 1)
-            return gsnn_on(data)
+            def make_model(data: Any) -> Any:
+                torch.manual_seed(seed + 1)
+                return gsnn_on(data)
 
-        def train(model: Any) -> None:
-            train_model(model, ctx["x_train"], ctx["y_train"], epochs, seed + 1)
+            def train(model: Any) -> None:
+                train_model(model, ctx["x_train"], ctx["y_train"], epochs, seed + 1)
 
-        sc = CompletionEdgeScorer(
-            ctx["model"], ctx["data"], make_model, train, per_node=per_node,
-            silent_weight=silent_weight,
-        )  # fmt: skip
-        sc.fit(ctx["infer_loader"], crit=ctx["crit"])
+            sc = CompletionEdgeScorer(
+                ctx["model"], ctx["data"], make_model, train, per_node=per_node,
+                silent_weight=silent_weight, retrain_rounds=retrain_rounds,
+            )  # fmt: skip
+            sc.fit(ctx["infer_loader"], crit=ctx["crit"])
+            ctx[key] = sc
+        sc.placement = placement
         return sc.score_matrix()[0]
 
     return fn
@@ -175,7 +186,9 @@ METHODS: dict[str, Callable[[dict], np.ndarray]] = {
     "grad_corr": _gradient("corr"),
     "grad_partial": _gradient("partial"),
     "grad_partial_stage1": _gradient("partial", stages=1),
+    "grad_complete_weight": _completion(placement="weight"),
     "grad_complete": _completion(),
+    "grad_complete_r3": _completion(retrain_rounds=3),
 }
 
 

@@ -19,12 +19,13 @@ the model was trained on:
    path, or no scorable candidate) gets shortcut edges from every input and to every
    output, so that the retrained model can still give it an activity and a gradient.
 3. Train a fresh model on the completed graph (``make_model`` / ``train``: the same
-   recipe the caller used for the first one) and score it the same way.
+   recipe the caller used for the first one; ``train`` is called ``retrain_rounds``
+   times) and score it the same way.
 4. A pair keeps the first model's score when it was not silent; a silent pair takes the
    completed model's score times ``silent_weight``. The completed model's new edges are
    guesses, and its freshly connected nodes still carry unexplained signal, so its
    scores of the silent pairs run high; the weight keeps them from crowding out the
-   scorable pairs (``silent_weight`` 0.5 by default, see docs/EDGE_RECOVERY.md).
+   scorable pairs (``silent_weight`` 0.5, see docs/EDGE_RECOVERY.md).
 5. Re-rank, with ``sibling=True``, the silent pairs ``(u, v)`` whose source ``u`` has
    no input but known children that reach an output. Their scores (and p-values) from
    step 4 are handed out again in the order of a second piece of evidence: how much
@@ -34,6 +35,15 @@ the model was trained on:
    first model sees both columns even though it cannot see ``u``
    (:func:`sibling_similarity`). The pairs keep the completed model's share of the
    ranking, only their order among themselves changes.
+6. With ``placement='band'`` (the default), the silent pairs keep only their order
+   from steps 4-5: they are placed in a band of the visible pairs' scores
+   (:func:`band_placement`). The silent pair at quantile ``q`` of the silent pairs
+   takes the first model's score at quantile ``center + spread (q - 1/2)`` of the
+   visible candidate pairs (``band=(0.6, 0.25)``: between the 47.5th and the 72.5th
+   percentile). The evidence for the silent pairs is weak (their ROC-AUC among
+   themselves is about 0.6), so none of them should outrank the best visible pairs or
+   fall below the worst; the band's scale does not depend on how long the completed
+   model trained. ``placement='weight'`` keeps step 4's scores.
 
 Graphs without silent pairs are not retrained: the scores are the first scorer's.
 """
@@ -54,7 +64,15 @@ from .edges import adjacency, function_edges
 from .frame import pair_frame
 from .gradient_edge_scorer import SCORES, GradientEdgeScorer
 
-__all__ = ["CompletionEdgeScorer", "complete_graph", "reachability", "sibling_similarity"]
+__all__ = [
+    "CompletionEdgeScorer",
+    "band_placement",
+    "complete_graph",
+    "reachability",
+    "sibling_similarity",
+]
+
+PLACEMENTS: tuple[str, ...] = ("band", "weight")
 
 IN_F = ("input", "to", "function")
 F_F = ("function", "to", "function")
@@ -128,6 +146,48 @@ def sibling_similarity(
     out[:, ~reaches] = np.nan
     np.fill_diagonal(out, np.nan)
     return out
+
+
+def _check_band(band: Any) -> tuple[float, float]:
+    try:
+        center, spread = (float(v) for v in band)
+    except (TypeError, ValueError):
+        raise ValueError(f"band: must be two numbers (center, spread), got {band!r}") from None
+    if not (0.0 <= center <= 1.0 and 0.0 <= spread <= 1.0) or isinstance(band, str):
+        raise ValueError(f"band: center and spread must lie in [0, 1], got {band!r}")
+    return center, spread
+
+
+def band_placement(
+    evidence: np.ndarray,
+    reference: np.ndarray,
+    center: float = 0.6,
+    spread: float = 0.25,
+    among: np.ndarray | None = None,
+) -> np.ndarray:
+    """Place silent pairs among the visible pairs' scores (step 4 with
+    ``placement='band'``).
+
+    Each value of ``evidence`` takes its mid-rank quantile ``q`` among ``among`` (default:
+    ``evidence`` itself), is squeezed to ``center + spread (q - 1/2)`` (clipped to
+    [0, 1]), and is replaced by that quantile of ``reference`` (linear interpolation).
+    The order of ``evidence`` is kept (ties stay tied); its scale is dropped.
+
+    Args:
+        evidence: 1-D finite scores of the silent pairs.
+        reference: 1-D finite scores of the visible candidate pairs (not empty).
+        center, spread: the band, as quantiles of ``reference``.
+        among: 1-D finite scores that define the quantiles of ``evidence``.
+    """
+    evidence = np.asarray(evidence, dtype=np.float64)
+    ref = np.sort(np.asarray(reference, dtype=np.float64))
+    among = np.sort(evidence if among is None else np.asarray(among, dtype=np.float64))
+    if not ref.size or not among.size:
+        raise ValueError("band_placement: reference and among must not be empty")
+    lo = np.searchsorted(among, evidence, "left")
+    hi = np.searchsorted(among, evidence, "right")
+    q = (lo + hi) / (2.0 * among.size)
+    return np.quantile(ref, np.clip(center + spread * (q - 0.5), 0.0, 1.0))
 
 
 def complete_graph(
@@ -204,6 +264,11 @@ class CompletionEdgeScorer:
         silent_weight: factor on the completed model's scores of silent pairs (> 0).
         sibling: re-rank the silent pairs of unfed sources with known children by
             :func:`sibling_similarity` (step 5).
+        placement: ``'band'`` (step 6) or ``'weight'`` (the silent pairs keep
+            ``silent_weight`` times the completed model's scores).
+        band: ``(center, spread)`` of step 6, quantiles in [0, 1].
+        retrain_rounds: how many times ``train`` is called on the completed model
+            (each call runs the caller's recipe once more on the same model).
         projections, seed, score, ridge: of both :class:`GradientEdgeScorer` runs.
 
     Attributes after :meth:`fit`: ``base`` (the first scorer), ``completed`` (the second,
@@ -222,6 +287,9 @@ class CompletionEdgeScorer:
         per_node: int = 1,
         silent_weight: float = 0.5,
         sibling: bool = True,
+        placement: Literal["band", "weight"] = "band",
+        band: tuple[float, float] = (0.6, 0.25),
+        retrain_rounds: int = 1,
         projections: int = 2,
         seed: int = 0,
         score: Literal["corr", "partial"] = "partial",
@@ -247,6 +315,19 @@ class CompletionEdgeScorer:
         if not isinstance(sibling, bool):
             raise ValueError(f"sibling: must be True or False, got {sibling!r}")
         self.sibling = sibling
+        if placement not in PLACEMENTS:
+            raise ValueError(
+                f"placement: unknown value {placement!r}; options are {list(PLACEMENTS)}"
+            )
+        self.placement = placement
+        self.band = _check_band(band)
+        if (
+            isinstance(retrain_rounds, bool)
+            or not isinstance(retrain_rounds, int)
+            or retrain_rounds < 1
+        ):
+            raise ValueError(f"retrain_rounds: must be a positive integer, got {retrain_rounds!r}")
+        self.retrain_rounds = retrain_rounds
         self._fed, self._reaches = reachability(data)
         self._kw = {"projections": projections, "seed": seed, "score": score, "ridge": ridge}
         # validates the model and the remaining options now, not after a retraining
@@ -281,7 +362,8 @@ class CompletionEdgeScorer:
             )
             t0 = time.perf_counter()
             self.completed_model = self.make_model(self.completed_data)
-            self.train(self.completed_model)
+            for _ in range(self.retrain_rounds):
+                self.train(self.completed_model)
             self.seconds["retrain"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             self.completed = GradientEdgeScorer(
@@ -298,7 +380,9 @@ class CompletionEdgeScorer:
         and p-value for the pairs it can see; for the silent pairs, ``silent_weight``
         times the completed model's score and its p-value (NaN / 1 where neither model
         has evidence), re-ranked by sibling similarity where it applies (step 5 of the
-        module docstring; score and p-value travel together)."""
+        module docstring; score and p-value travel together), then, with
+        ``placement='band'``, moved onto the first model's scale (step 6; the p-values
+        stay the completed model's)."""
         if not self._fitted:
             raise RuntimeError("call fit() first")
         if self.completed is None:
@@ -314,6 +398,13 @@ class CompletionEdgeScorer:
                 rank = np.argsort(np.argsort(-sib[m], kind="stable"), kind="stable")
                 score[m] = score[m][order][rank]
                 p[m] = p[m][order][rank]
+        if self.placement == "band":
+            cand = ~self.base._adjacency & ~np.eye(self.N, dtype=bool)
+            placed = self.silent & np.isfinite(score)
+            among = score[placed & cand]
+            ref = self._s0[~self.silent & cand & np.isfinite(self._s0)]
+            if among.size and ref.size:
+                score[placed] = band_placement(score[placed], ref, *self.band, among=among)
         return score, p
 
     def evaluate(
