@@ -9,8 +9,11 @@ non-edges (every pair that is neither a test edge nor an edge of the partial gra
 the demo counts them) for each method, i.e. the demo's "test AUC" column.
 
     python -m benchmarks.infer_seed_example [--seed 0] [--epochs 30] [--work DIR]
+        [--gradient complete] [--save PATH]
 
-Writes ``benchmarks/results/infer_seed_example.json``.
+Writes ``benchmarks/results/infer_seed_example.json``. With ``--gradient`` the run also
+ranks the pairs with the gradient scorer (``gsnn-fast infer --gradient``) and its test
+ROC-AUC is recorded as ``gradient``.
 """
 
 from __future__ import annotations
@@ -85,7 +88,9 @@ def write_seed_example(
     }
 
 
-def score_test_edges(candidates: pd.DataFrame, edges_test, kept_ff) -> dict[str, float]:
+def score_test_edges(
+    candidates: pd.DataFrame, edges_test, kept_ff, methods=METHODS
+) -> dict[str, float]:
     """ROC-AUC of the test edges against the non-edges, per method, from a candidate
     frame (pairs of the partial graph are not in it; self pairs never are)."""
     from gsnn_fast.inference.metrics import pair_auc
@@ -96,7 +101,7 @@ def score_test_edges(candidates: pd.DataFrame, edges_test, kept_ff) -> dict[str,
     is_pos = np.array([p in pos_set for p in pairs])
     is_neg = np.array([(p not in pos_set) and (p not in kept) for p in pairs])
     out = {}
-    for m in METHODS:
+    for m in methods:
         s = candidates[m].to_numpy(dtype=float)
         out[m] = pair_auc(s[is_pos], s[is_neg])
     out["n_test_edges_found"] = int(is_pos.sum())
@@ -109,7 +114,14 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--work", default="/tmp/gsnn_fast_infer_seed_example")
     ap.add_argument("--save", default=str(RESULTS / "infer_seed_example.json"))
+    ap.add_argument(
+        "--gradient",
+        default="off",
+        choices=("off", "corr", "partial", "complete"),
+        help="also score with gsnn-fast infer --gradient (recorded as 'gradient')",
+    )
     args = ap.parse_args(argv)
+    methods = METHODS + (("gradient",) if args.gradient != "off" else ())
     work = Path(args.work)
     ex = write_seed_example(work / "data", seed=args.seed)
     out = work / f"run_seed{args.seed}"
@@ -119,19 +131,22 @@ def main(argv=None) -> int:
         "--out", str(out), "--overwrite", "--seed", str(args.seed),
         "--epochs", str(args.epochs),
     ]  # fmt: skip
+    if args.gradient != "off":
+        cmd += ["--gradient", args.gradient]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
     wall = time.perf_counter() - t0
     cand = pd.read_csv(out / "candidates.tsv", sep="\t")
     run = json.loads((out / "results.json").read_text())
-    aucs = score_test_edges(cand, ex["edges_test"], ex["kept_ff"])
+    aucs = score_test_edges(cand, ex["edges_test"], ex["kept_ff"], methods)
     record = {
         "what": "gsnn-fast infer on the seed notebook's partial graph and simulated data; "
         "test ROC-AUC of the notebook's 18 test edges vs non-edges, from candidates.tsv",
         "command": " ".join(["gsnn-fast"] + cmd[3:]),
         "seed": args.seed,
         "epochs": args.epochs,
-        "test_auc": {m: aucs[m] for m in METHODS},
+        "gradient": args.gradient,
+        "test_auc": {m: aucs[m] for m in methods},
         "n_test_edges_in_candidates": aucs["n_test_edges_found"],
         "val_edge_auc (calibration)": run["metrics"]["calibration"]["val_edge_auc"],
         "held_out_auc (calibration)": run["metrics"]["calibration"]["held_out_auc"],
