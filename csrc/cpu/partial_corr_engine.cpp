@@ -558,7 +558,7 @@ GSNN_INLINE void run_fused_block(const PairPartialCtx& f, const Ctx& c, int64_t 
       if (any_cov) {
         // the runs of sum_xy rows kAhead rows on requested meanwhile (each run is a
         // short stream of its own, which the hardware prefetchers pick up late)
-        const double* sxy = c.cxy + p * NN + j0;
+        const double* sxy = src.xy.sum + j0;
         for (int64_t k = 0; k < std::min<int64_t>(kAhead, n); ++k)
           prefetch_run(sxy + (i0 + k) * N, nb);
         for (int64_t k = 0; k < n; ++k) {
@@ -587,7 +587,7 @@ GSNN_INLINE void run_fused_block(const PairPartialCtx& f, const Ctx& c, int64_t 
       // the row-major tile (one cache line per source row), each target's scores (the
       // rows of B of the target kAhead columns on requested from memory meanwhile:
       // they are scattered rows of sum_xx), then the group's values back by rows
-      const double* xx_p = c.cxx + p * NN;
+      const double* xx_p = src.xx.sum;
       double* xyT = sc.xy;    // [kGroup][kChunk]
       double* resT = sc.res;  // [kGroup][kChunk]
       for (int64_t b = 0; b < std::min<int64_t>(kAhead, nb); ++b)

@@ -32,20 +32,20 @@
 // Order (PARITY): every dot product and every substitution sum starts from its
 // first term (dots: from 0.0) and walks the index in ascending order, one rounding
 // per term: each product is fused into the running sum (fma_rn(-l, z, sum) and
-// fma_rn(b, alpha, dot); lanes.h madd / nmsub), on both backends. Each entry of L is produced by
-// the same sequence on both backends, in any order that respects its
+// fma_rn(b, alpha, dot); lanes.h madd / nmsub), on both backends. Each entry of L
+// is produced by the same sequence on both backends, in any order that respects its
 // dependencies (CUDA runs the rows of a column in parallel; the CPU runs small
 // factors column by column and big ones by panels of rows, whose entries left of
 // the panel are the same sequence vectorised across the rows, and whose triangle
 // entries continue sums started that way (cholesky_pivot_from /
-// cholesky_offdiag_from), see csrc/cpu/partial_corr_engine.cpp); the result does not
-// depend on that order. The per-source
-// math (forward_subst, partial_corr_finish) is written once, as templates on a
-// lane type: CUDA threads run it on one source (ScalarLanes, through
-// partial_corr_source), the CPU on several sources side by side (GCC vectors, one
-// source per lane), each lane with exactly one source's sequence. Every NaN the
-// op writes is the canonical quiet NaN (nan_d()), so CPU and CUDA bits agree even
-// where the hardware would produce different NaN payloads.
+// cholesky_offdiag_from), see csrc/cpu/partial_corr_engine.cpp); the result does
+// not depend on that order. The per-source math (forward_subst,
+// partial_corr_finish) is written once, as templates on a lane type: CUDA threads
+// run it on one source (ScalarLanes, through partial_corr_source), the CPU on
+// several sources side by side (GCC vectors, one source per lane), each lane with
+// exactly one source's sequence. Every NaN the op writes is the canonical quiet NaN
+// (nan_d()), so CPU and CUDA bits agree even where the hardware would produce
+// different NaN payloads.
 //
 // Storage: L is packed lower-triangular, L[r][c] at tri(r) + c (r >= c).
 #pragma once
