@@ -21,13 +21,14 @@ import argparse
 import datetime
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 
 from gsnn_fast import ops
+
+from .run import commit, cpu_model
 
 RESULTS = Path(__file__).parent / "results"
 SAMPLES = 256
@@ -94,17 +95,11 @@ def main(argv: list[str] | None = None) -> dict:
     for th in args.threads:
         runs.append(measure(args.n, args.s, th))
         print(json.dumps(runs[-1]), flush=True)
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
     out = {
         "operation": "pair_partial_corr: one wide conditioning set against dgemm",
         "command": "python -m benchmarks.hub_solve " + " ".join(argv or []),
-        "machine": f"{os.cpu_count()} CPUs",
-        "commit": commit,
+        "machine": f"{cpu_model()}, {os.cpu_count()} CPUs",
+        "commit": commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "runs": runs,
     }
