@@ -179,6 +179,35 @@ def test_score_buckets_op():
         score_buckets(torch.from_numpy(s), torch.from_numpy(group), torch.from_numpy(-edges))
 
 
+
+def test_score_buckets_many_row_blocks():
+    """Rows beyond one block of the op (64 rows), shared by the threads: every block's
+    counts start from zero and its positions come in row order."""
+    n = 203
+    s = _score_matrix(n, 4)
+    rng = np.random.default_rng(3)
+    G, E = 2, 50
+    edges = -np.sort(-rng.uniform(-1.0, 1.0, (G, E)), axis=1)
+    group = rng.integers(0, G, n)
+    select = rng.random(E + 1) < 0.2
+    key = np.where(np.isnan(s), np.inf, s)
+    # first e with s >= edges[g, e]: the number of edges above s
+    bucket = (edges[group][None, :, :] > key[:, :, None]).sum(2)
+    bucket[np.isnan(s)] = E
+    keep = ~np.eye(n, dtype=bool)
+    with torch.no_grad():
+        old = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            counts, pos = score_buckets(
+                torch.from_numpy(s), torch.from_numpy(group), torch.from_numpy(edges),
+                torch.from_numpy(select), True,
+            )  # fmt: skip
+        finally:
+            torch.set_num_threads(old)
+    np.testing.assert_array_equal(counts.numpy(), np.bincount(bucket[keep], minlength=E + 1))
+    np.testing.assert_array_equal(pos.numpy(), np.flatnonzero(keep & select[bucket]))
+
 def test_opcheck():
     s = torch.from_numpy(_score_matrix(12, 5))
     torch.library.opcheck(torch.ops.gsnn_fast.column_top_k.default, (s, 3, True, 0))

@@ -18,7 +18,9 @@
 // 2^13 equal cells of [-1, 1]: the cell bounds the bucket range, a binary search inside that range
 // gives the bucket with exact comparisons (scores outside [-1, 1] search all edges). Rows are split
 // into blocks across threads; the counts are integers and the positions are concatenated in block
-// order, so the result does not depend on the threads.
+// order, so the result does not depend on the threads. Within a block, neighbouring entries count
+// into different copies of the counters (kWays), and the diagonal entry is skipped by splitting
+// its row, not by a test per entry.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -32,6 +34,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace gsnn_fast {
@@ -59,23 +62,26 @@ struct BucketTable {
   int64_t E;
   int64_t kCells;
   double kCellScale;
-  std::vector<int32_t> lo, hi;  // [G, kCells]: the bucket range of each cell
+  // [G, kCells]: the bucket range [lo, hi] of each cell (together: one load per lookup)
+  struct Range {
+    int32_t lo, hi;
+  };
+  std::vector<Range> range;
 
   BucketTable(const double* e, int64_t G, int64_t n_edges)
       : edges(e),
         E(n_edges),
         kCells(table_cells(G)),
         kCellScale(static_cast<double>(table_cells(G)) / 2.0) {
-    lo.resize(static_cast<size_t>(G * kCells));
-    hi.resize(static_cast<size_t>(G * kCells));
+    range.resize(static_cast<size_t>(G * kCells));
     for (int64_t g = 0; g < G; ++g) {
       const double* eg = edges + g * E;
       for (int64_t c = 0; c < kCells; ++c) {
         // the cell's score interval, widened well beyond the rounding of the lookup
         const double a = static_cast<double>(c) / kCellScale - 1.0 - 1e-9;
         const double b = static_cast<double>(c + 1) / kCellScale - 1.0 + 1e-9;
-        lo[g * kCells + c] = static_cast<int32_t>(first_at_or_below(eg, 0, E, b));
-        hi[g * kCells + c] = static_cast<int32_t>(first_at_or_below(eg, 0, E, a));
+        range[g * kCells + c] = Range{static_cast<int32_t>(first_at_or_below(eg, 0, E, b)),
+                                      static_cast<int32_t>(first_at_or_below(eg, 0, E, a))};
       }
     }
   }
@@ -86,11 +92,29 @@ struct BucketTable {
     if (!(s >= -1.0 && s <= 1.0)) return first_at_or_below(eg, 0, E, s);
     int64_t c = static_cast<int64_t>((s + 1.0) * kCellScale);
     c = std::min<int64_t>(std::max<int64_t>(c, 0), kCells - 1);
-    const int64_t l = lo[g * kCells + c], h = hi[g * kCells + c];
-    // s >= edges[h] holds (or h == E): the answer lies in [l, h]
-    return first_at_or_below(eg, l, h, s);
+    const Range r = range[g * kCells + c];
+    // s >= edges[hi] holds (or hi == E): the answer lies in [lo, hi]
+    return first_at_or_below(eg, r.lo, r.hi, s);
   }
 };
+
+// Counts of one worker: kWays interleaved copies of the E + 1 counters (copy w counts
+// the entries of columns j with j % kWays == w). Neighbouring entries often fall in the
+// same bucket, and with one copy each increment would wait on the previous one's store.
+constexpr int64_t kWays = 4;
+
+// Entries [j0, j1) of row i of the block into h (and their positions, for the buckets
+// selected, into pos).
+template <bool kGather>
+void count_run(const BucketTable& table, const int64_t* gp, const double* row, int64_t i,
+               int64_t NC, int64_t j0, int64_t j1, const bool* sel, int64_t* h,
+               std::vector<int64_t>& pos) {
+  for (int64_t j = j0; j < j1; ++j) {
+    const int64_t b = table.bucket(gp[j], row[j]);
+    ++h[b * kWays + (j & (kWays - 1))];
+    if (kGather && sel[b]) pos.push_back(i * NC + j);
+  }
+}
 
 void check_block(const char* op, const at::Tensor& score, int64_t col_offset) {
   TORCH_CHECK(score.dim() == 2, op, ": score must be an [N, C] block, got ", score.sizes());
@@ -191,20 +215,29 @@ std::tuple<at::Tensor, at::Tensor> score_buckets_cpu(const at::Tensor& score_in,
   std::vector<std::vector<int64_t>> counts(static_cast<size_t>(n_blocks));
   std::vector<std::vector<int64_t>> found(static_cast<size_t>(n_blocks));
   at::parallel_for(0, n_blocks, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<int64_t> h(static_cast<size_t>((E + 1) * kWays));
     for (int64_t blk = b0; blk < b1; ++blk) {
-      std::vector<int64_t>& cnt = counts[blk];
       std::vector<int64_t>& pos = found[blk];
-      cnt.assign(static_cast<size_t>(E + 1), 0);
+      std::fill(h.begin(), h.end(), 0);
       const int64_t i1 = std::min(N, (blk + 1) * kRows);
       for (int64_t i = blk * kRows; i < i1; ++i) {
         const double* row = sp + i * NC;
-        for (int64_t j = 0; j < NC; ++j) {
-          if (exclude_self && i == col_offset + j) continue;
-          const int64_t b = table.bucket(gp[j], row[j]);
-          ++cnt[b];
-          if (gather && sel[b]) pos.push_back(i * NC + j);
+        // the runs left and right of the skipped diagonal entry (if it is in the block)
+        const int64_t self = i - col_offset;
+        const bool skip = exclude_self && self >= 0 && self < NC;
+        const int64_t mid0 = skip ? self : NC, mid1 = skip ? self + 1 : NC;
+        for (const auto& [j0, j1] : {std::pair<int64_t, int64_t>{0, mid0}, {mid1, NC}}) {
+          if (gather) {
+            count_run<true>(table, gp, row, i, NC, j0, j1, sel, h.data(), pos);
+          } else {
+            count_run<false>(table, gp, row, i, NC, j0, j1, sel, h.data(), pos);
+          }
         }
       }
+      std::vector<int64_t>& cnt = counts[blk];
+      cnt.assign(static_cast<size_t>(E + 1), 0);
+      for (int64_t b = 0; b <= E; ++b)
+        for (int64_t w = 0; w < kWays; ++w) cnt[b] += h[b * kWays + w];
     }
   });
   at::Tensor total = at::zeros({E + 1}, score.options().dtype(at::kLong));
