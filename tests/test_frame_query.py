@@ -179,7 +179,6 @@ def test_score_buckets_op():
         score_buckets(torch.from_numpy(s), torch.from_numpy(group), torch.from_numpy(-edges))
 
 
-
 def test_score_buckets_many_row_blocks():
     """Rows beyond one block of the op (64 rows), shared by the threads: every block's
     counts start from zero and its positions come in row order."""
@@ -207,6 +206,7 @@ def test_score_buckets_many_row_blocks():
             torch.set_num_threads(old)
     np.testing.assert_array_equal(counts.numpy(), np.bincount(bucket[keep], minlength=E + 1))
     np.testing.assert_array_equal(pos.numpy(), np.flatnonzero(keep & select[bucket]))
+
 
 def test_opcheck():
     s = torch.from_numpy(_score_matrix(12, 5))
