@@ -48,6 +48,14 @@ TORCH_LIBRARY(gsnn_fast, m) {
       "pair_partial_corr(Tensor sum_x, Tensor sum_y, Tensor sum_x2, Tensor sum_y2, "
       "Tensor sum_xy, Tensor sum_xx, Tensor ptr, Tensor idx, float n, float ridge, float tol, "
       "int agg, bool per_pair) -> (Tensor, Tensor)");
+  // pair_partial_corr's aggregate, plus the targets whose sets are big (>= 64
+  // members) and every pair's scores of those targets -> ([N, N], [B] int64,
+  // [P, B, N]): the large-N frame query takes the kept rows of those targets from
+  // them instead of solving the big sets again (host-only: CPU tensors).
+  m.def(
+      "pair_partial_corr_keep_big(Tensor sum_x, Tensor sum_y, Tensor sum_x2, Tensor sum_y2, "
+      "Tensor sum_xy, Tensor sum_xx, Tensor ptr, Tensor idx, float n, float ridge, float tol, "
+      "int agg) -> (Tensor, Tensor, Tensor)");
   // Each pair's value of pair_partial_corr at the entries (src[r], dst[r]) only ->
   // [P, R] float64, the same bits (host-only: CPU tensors; the large-N frame query).
   m.def(

@@ -244,6 +244,29 @@ def test_column_blocks_equal_the_whole_matrix():
         column_top_k(s[:, :5].contiguous(), 2, True, 28)
 
 
+def test_selected_partial_rows_of_a_big_set_equal_full_frame():
+    """A target with >= 64 parents (solved by panels, its columns kept by the op that
+    forms the aggregate): its kept rows take those columns, the other rows come from the
+    entries op; together the full frame's bits."""
+    n_in, n_func, n_out = 3, 80, 2
+    hub = torch.stack([torch.arange(70), torch.full((70,), n_func - 1)])
+    ff = torch.cat([random_ff_edges(n_func, 90, 11), hub], dim=1)
+    model = ContractModel(n_in, n_func, n_out, channels=2, layers=3, seed=8)
+    inf = MagnitudeEdgeInferer(model, Graph(n_in, n_func, n_out, ff))
+    inf.fit(random_batches(n_in, n_out, (200, 150), seed=9), verbose=False)
+    assert int(inf.n_cond[n_func - 1]) >= 64
+    full = inf.evaluate(score="partial")
+    thr = float(np.quantile(full["q_value"], 0.3))
+    for top_k, q in ((3, None), (None, thr)):
+        got = inf.evaluate(score="partial", top_k=top_k, q_threshold=q)
+        want = _expected(full, top_k, q)
+        assert (got["dst_idx"] == n_func - 1).any()
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+        gb, wb = _bits(got), _bits(want)
+        for col in gb:
+            np.testing.assert_array_equal(gb[col], wb[col], err_msg=f"{col} {top_k} {q}")
+
+
 @pytest.mark.parametrize("layer_agg", ["mean", "max"])
 def test_partial_per_pair_columns_when_memory_is_short(inferer, layer_agg, monkeypatch):
     """Where the entries op does not apply (statistics on a GPU, the absolute rule) and

@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from gsnn_fast.inference.torch_scoring import fold_pairs, pair_moments
-from gsnn_fast.ops import pair_partial_corr, pair_partial_corr_entries, partial_corr
+from gsnn_fast.ops import (
+    pair_partial_corr,
+    pair_partial_corr_entries,
+    pair_partial_corr_keep_big,
+    partial_corr,
+)
 
 from .conftest import ISAS, bits, require_cuda, require_isa_ran, use_isa
 from .inferer_reference import aggregate, reference_pair_scores
@@ -180,6 +185,29 @@ def test_entries_equal_the_per_pair_scores(monkeypatch, ridge, isa):
     assert torch.isnan(vals).any() and torch.isfinite(vals).sum() > src.size
 
 
+@pytest.mark.parametrize("agg", ["mean", "max"])
+@pytest.mark.parametrize("isa", ISAS)
+def test_keep_big_columns_equal_the_per_pair_scores(monkeypatch, agg, isa):
+    """pair_partial_corr_keep_big: pair_partial_corr's aggregate, the targets with big
+    sets (>= 64 members, ascending) and the bits of per_pair in their columns; none
+    when no set is big."""
+    use_isa(monkeypatch, isa)
+    for big in (70, 0):
+        sums, n, ptr, idx, *_ = make_case(3, 60, 90, seed=4, big=big)
+        pairs, want_agg = pair_partial_corr(*sums, ptr, idx, n, 1e-8, TOL, agg, True)
+        got_agg, targets, cols = pair_partial_corr_keep_big(*sums, ptr, idx, n, 1e-8, TOL, agg)
+        require_isa_ran("pair_partial_corr", isa)
+        assert torch.equal(bits(got_agg), bits(want_agg))
+        want_t = torch.nonzero(ptr[1:] - ptr[:-1] >= 64).flatten()
+        assert torch.equal(targets, want_t) and targets.numel() == int(big > 0)
+        assert cols.shape == (3, targets.numel(), 90)
+        assert torch.equal(bits(cols), bits(pairs[:, :, targets].permute(0, 2, 1)))
+    with pytest.raises(RuntimeError, match="pair_partial_corr_keep_big: ridge"):
+        pair_partial_corr_keep_big(*sums, ptr, idx, n, -1.0, TOL)
+    with pytest.raises(RuntimeError, match="pair_partial_corr_keep_big: ptr must be"):
+        pair_partial_corr_keep_big(*sums, ptr[:-1], idx, n, 0.0, TOL)
+
+
 def test_entries_argument_errors():
     sums, n, ptr, idx, *_ = make_case(2, 10, 8, seed=1)
     ok = torch.tensor([0, 1])
@@ -217,6 +245,26 @@ def test_opcheck(per_pair):
         torch.library.opcheck(
             torch.ops.gsnn_fast.pair_partial_corr.default,
             (*sums, ptr, idx, float(B), 1e-8, TOL, agg, per_pair),
+            test_utils=("test_schema", "test_faketensor", "test_autograd_registration"),
+        )
+
+
+def test_opcheck_keep_big():
+    # one big set (64 members, target 69): the number of kept columns depends on the data
+    g = torch.Generator().manual_seed(3)
+    P, B, N = 2, 80, 70
+    x = torch.randn(P, B, N, generator=g, dtype=torch.float64)
+    y = torch.randn(P, B, N, generator=g, dtype=torch.float64)
+    sums = (
+        x.sum(1), y.sum(1), (x * x).sum(1), (y * y).sum(1),
+        torch.einsum("pbi,pbj->pij", x, y), torch.einsum("pbi,pbj->pij", x, x),
+    )  # fmt: skip
+    ptr = torch.tensor([0] * N + [64])
+    idx = torch.arange(64)
+    for agg in (0, 1):
+        torch.library.opcheck(
+            torch.ops.gsnn_fast.pair_partial_corr_keep_big.default,
+            (*sums, ptr, idx, float(B), 1e-8, TOL, agg),
             test_utils=("test_schema", "test_faketensor", "test_autograd_registration"),
         )
 

@@ -13,11 +13,14 @@
 // output (pair_partial_corr_fused): the big systems' columns first, then blocks of
 // targets, every pair of a block together, each element's pairs folded into the
 // aggregate by pair_agg_step in ascending order; per_pair, when kept, is written
-// on the way. No [N, N] buffer besides the outputs.
+// on the way. No [N, N] buffer besides the outputs. pair_partial_corr_keep_big is the
+// same pass without per_pair, returning the big sets' columns it solved first;
+// pair_partial_corr_entries solves only the (pair, target) systems of given entries.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <tuple>
 
 #include "../checks.h"
@@ -114,6 +117,33 @@ std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
   return {pairs, out};
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> pair_partial_corr_keep_big_cpu(
+    const at::Tensor& sum_x, const at::Tensor& sum_y, const at::Tensor& sum_x2,
+    const at::Tensor& sum_y2, const at::Tensor& sum_xy, const at::Tensor& sum_xx,
+    const at::Tensor& ptr, const at::Tensor& idx, double n, double ridge, double tol, int64_t agg) {
+  constexpr const char* op = "pair_partial_corr_keep_big";
+  check_pair_partial_corr(sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, n, ridge, tol,
+                          agg, op);
+  const int64_t P = sum_xy.size(0), N = sum_xy.size(1);
+  const auto opts = sum_xy.options();
+  at::Tensor out = at::empty({N, N}, opts);
+  advise_huge_pages(out);
+  if (P == 0 || N == 0) {
+    out.fill_(nan_d());
+    return {out, at::empty({0}, opts.dtype(at::kLong)), at::empty({P, 0, N}, opts)};
+  }
+  Prepared r =
+      prepare(sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, n, ridge, tol, agg, op);
+  r.ctx.out = out.data_ptr<double>();
+  const BigColumns big = pair_partial_corr_fused(r.ctx, r.smax, pick_isa("pair_partial_corr"));
+  const auto B = static_cast<int64_t>(big.targets.size());
+  at::Tensor targets = at::empty({B}, opts.dtype(at::kLong));
+  at::Tensor cols = at::empty({P, B, N}, opts);
+  std::copy(big.targets.begin(), big.targets.end(), targets.data_ptr<int64_t>());
+  std::copy(big.cols.begin(), big.cols.end(), cols.data_ptr<double>());
+  return {out, targets, cols};
+}
+
 at::Tensor pair_partial_corr_entries_cpu(const at::Tensor& sum_x, const at::Tensor& sum_y,
                                          const at::Tensor& sum_x2, const at::Tensor& sum_y2,
                                          const at::Tensor& sum_xy, const at::Tensor& sum_xx,
@@ -150,12 +180,19 @@ at::Tensor pair_partial_corr_entries_cpu(const at::Tensor& sum_x, const at::Tens
 
 TORCH_LIBRARY_IMPL(gsnn_fast, CPU, m) {
   m.impl("pair_partial_corr", &pair_partial_corr_cpu);
+  m.impl("pair_partial_corr_keep_big", &pair_partial_corr_keep_big_cpu);
   m.impl("pair_partial_corr_entries", &pair_partial_corr_entries_cpu);
 }
 
-// The entries op on CUDA tensors: a clear error (the large-N frame query that uses it
-// runs on the host).
+// The ops of the large-N frame query on CUDA tensors: a clear error (the query runs on
+// the host).
 TORCH_LIBRARY_IMPL(gsnn_fast, CUDA, m) {
+  m.impl("pair_partial_corr_keep_big",
+         [](const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+            const at::Tensor& sum_xy, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+            double, double, double, int64_t) -> std::tuple<at::Tensor, at::Tensor, at::Tensor> {
+           host_only("pair_partial_corr_keep_big", sum_xy);
+         });
   m.impl("pair_partial_corr_entries",
          [](const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
             const at::Tensor& sum_xy, const at::Tensor&, const at::Tensor&, const at::Tensor&,

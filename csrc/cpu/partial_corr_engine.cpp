@@ -833,7 +833,7 @@ void partial_corr_systems(const PartialCorrCtx& c, int64_t smax, Isa isa) {
   run_partial_corr<MatSrc>(c, smax, isa);
 }
 
-void pair_partial_corr_fused(const PairPartialCtx& f, int64_t smax, Isa isa) {
+BigColumns pair_partial_corr_fused(const PairPartialCtx& f, int64_t smax, Isa isa) {
   const Ctx c = sums_ctx(f);
   const int64_t N = c.N;
   const Kernels k = kernels_for<SumSrc>(isa);
@@ -860,6 +860,7 @@ void pair_partial_corr_fused(const PairPartialCtx& f, int64_t smax, Isa isa) {
   run_tasks(
       static_cast<int64_t>(holding.size()), [&] { return make_scratch(smax, big.s_max); },
       [&](int64_t t, Scratch& sc) { block(holding[t], sc); });
+  return BigColumns{big.big_j, std::move(bigcol)};
 }
 
 void pair_partial_corr_entries(const PairPartialCtx& f, int64_t smax, const int64_t* src,

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "isa.h"
 #include "gsnn_fast/pair_corr.h"
@@ -54,7 +55,14 @@ struct PairPartialCtx {
   double* per_pair;  // [P, N, N], or null
   double* out;       // [N, N]
 };
-void pair_partial_corr_fused(const PairPartialCtx& c, int64_t smax, Isa isa);
+// Returns the targets whose sets are big (at least 64 members, solved first; ascending)
+// and their per-pair scores, [P, targets.size(), N], each as per_pair holds it: the
+// kept-row entries of those targets need not solve them again.
+struct BigColumns {
+  std::vector<int64_t> targets;
+  std::vector<double> cols;
+};
+BigColumns pair_partial_corr_fused(const PairPartialCtx& c, int64_t smax, Isa isa);
 
 // The per-pair scores of pair_partial_corr_fused at R entries (src[r], dst[r]) only,
 // into vals[p * R + r] (c.per_pair and c.out are not used): the same bits, each

@@ -1,10 +1,12 @@
 """The large-N route of ``MagnitudeEdgeInferer.evaluate(top_k=... / q_threshold=...)``:
 the kept rows from the ``[N, N]`` aggregate (:func:`.frame_query.select_rows`), then
 each layer pair's score at those rows only, then their frame. No N^2 frame. For
-'partial' on the CPU (the default zero-variance rule) the pairs' scores at the kept
-rows come from ``gsnn_fast::pair_partial_corr_entries`` (one solve per pair and kept
-target); elsewhere the ``[P, N, N]`` per-pair scores are kept when they fit in
-memory (the solves dominate), else each pair is solved again.
+'partial' on the CPU (the default zero-variance rule) the aggregate comes from
+``gsnn_fast::pair_partial_corr_keep_big``, which also returns the columns of the
+targets with big conditioning sets, and the pairs' scores at the other kept rows
+from ``gsnn_fast::pair_partial_corr_entries`` (one solve per pair and kept target);
+elsewhere the ``[P, N, N]`` per-pair scores are kept when they fit in memory (the
+solves dominate), else each pair is solved again.
 """
 
 from __future__ import annotations
@@ -42,10 +44,24 @@ def selected_frame(
     keep_pairs = (
         score == "partial" and not entries and (free is None or free > 10 * P * N * N + (1 << 30))
     )
-    mats = inf.score_matrices(score=score, ridge=ridge, layer_agg=layer_agg, per_pair=keep_pairs)
-    agg_cpu = mats.aggregated.cpu()
-    per_pair = mats.per_pair
-    del mats
+    big: tuple[np.ndarray, torch.Tensor] | None = None
+    per_pair = None
+    if entries:
+        # the aggregate, and the columns of the big sets (which the entries op would
+        # otherwise solve again)
+        inf._validate_scoring(layer_agg, score, ridge)
+        inf._check_ready(score)
+        agg_cpu, big_t, big_cols = ops.pair_partial_corr_keep_big(
+            *inf._partial_args(ridge), layer_agg
+        )
+        big = (big_t.numpy(), big_cols)
+    else:
+        mats = inf.score_matrices(
+            score=score, ridge=ridge, layer_agg=layer_agg, per_pair=keep_pairs
+        )
+        agg_cpu = mats.aggregated.cpu()
+        per_pair = mats.per_pair
+        del mats
     test = inf._fisher_test(score)
     k = None if top_k is None else int(top_k)
     sel = select_rows(agg_cpu, test, test.df, exclude_self, k, q_threshold)
@@ -63,19 +79,35 @@ def selected_frame(
         flat = torch.from_numpy(sel.rows).to(dev)
         values = [per_pair[p].reshape(-1)[flat].cpu().numpy() for p in range(P)]
         del per_pair
-    elif entries:
-        assert inf.sum_xx is not None
-        vals = ops.pair_partial_corr_entries(
-            inf.sum_x, inf.sum_y, inf.sum_x2, inf.sum_y2, inf.sum_xy, inf.sum_xx,
-            inf._cond_ptr, inf._cond_idx, float(inf.n), float(ridge), inf.tol,
-            torch.from_numpy(src), torch.from_numpy(dst),
-        )  # fmt: skip
-        values = list(vals.numpy())
+    elif big is not None:
+        values = _partial_entries(inf, src, dst, ridge, *big)
     else:
         values = pair_scores_at(inf, src, dst, score, ridge)
     for p in range(P):
         columns[f"corr_a{p}_g{p + 1}"] = values[p]
     return rows_frame(inf.function_nodes, src, dst, columns, sel.p, sel.q)
+
+
+def _partial_entries(
+    inf: Any, src: np.ndarray, dst: np.ndarray, ridge: float, big_t: np.ndarray, cols: torch.Tensor
+) -> list[np.ndarray]:
+    """Each layer pair's 'partial' score at the rows (src, dst): the rows of the big
+    sets' targets ``big_t`` (ascending) from their columns ``cols`` [P, B, N], the others
+    from ``gsnn_fast::pair_partial_corr_entries`` (the same bits either way)."""
+    out = np.empty((inf.n_pairs, src.size), dtype=np.float64)
+    b = np.searchsorted(big_t, dst)
+    in_big = b < big_t.size
+    in_big[in_big] = big_t[b[in_big]] == dst[in_big]
+    if in_big.any():
+        out[:, in_big] = cols.numpy()[:, b[in_big], src[in_big]]
+    rest = ~in_big
+    if rest.any():
+        out[:, rest] = ops.pair_partial_corr_entries(
+            *inf._partial_args(ridge),
+            torch.from_numpy(src[rest]),
+            torch.from_numpy(dst[rest]),
+        ).numpy()
+    return list(out)
 
 
 def _entries_op(inf: Any) -> bool:

@@ -383,6 +383,15 @@ class MagnitudeEdgeInferer:
         if not math.isfinite(ridge) or ridge < 0:
             raise ValueError(f"ridge: must be a finite number >= 0, got {ridge!r}")
 
+    def _partial_args(self, ridge: float) -> tuple:
+        """The leading arguments of the ``pair_partial_corr`` ops: the sums, the parent
+        sets on the statistics' device, n, ridge and tol."""
+        dev = self.sum_x.device
+        assert self.sum_xx is not None
+        sums = (self.sum_x, self.sum_y, self.sum_x2, self.sum_y2, self.sum_xy, self.sum_xx)
+        ptr, idx = self._cond_ptr.to(dev), self._cond_idx.to(dev)
+        return (*sums, ptr, idx, float(self.n), float(ridge), self.tol)
+
     def score_matrices(
         self,
         score: Literal["corr", "partial"] = "corr",
@@ -417,13 +426,7 @@ class MagnitudeEdgeInferer:
             pairs, agg = self._corr(slice(None), layer_agg, per_pair)
             return ScoreMatrices(pairs if per_pair else None, agg)
         if self.zero_var == "relative":
-            dev = self.sum_x.device
-            assert self.sum_xx is not None
-            pairs, agg = ops.pair_partial_corr(
-                self.sum_x, self.sum_y, self.sum_x2, self.sum_y2, self.sum_xy, self.sum_xx,
-                self._cond_ptr.to(dev), self._cond_idx.to(dev), float(self.n), ridge, self.tol,
-                layer_agg, per_pair,
-            )  # fmt: skip
+            pairs, agg = ops.pair_partial_corr(*self._partial_args(ridge), layer_agg, per_pair)
             return ScoreMatrices(pairs if per_pair else None, agg)
         dev = self.sum_x.device
         assert self.sum_xx is not None

@@ -10,7 +10,7 @@ deterministic, and its CPU and CUDA kernels give the same bits for the same inpu
 - :mod:`.magnitude`: ``segment_magnitude``.
 - :mod:`.statistics`: ``pair_stats_update``.
 - :mod:`.correlation`: ``pair_corr``, ``partial_corr``, ``pair_partial_corr``,
-  ``pair_partial_corr_entries``.
+  ``pair_partial_corr_keep_big``, ``pair_partial_corr_entries``.
 - :mod:`.frame`: host-only helpers of result frames (``argsort_stable``,
   ``frame_order``, ``bh_q_grouped``, ``top_k_rows``).
 - the sparse linear layer's ops live with their autograd in :mod:`gsnn_fast.sparse`.
@@ -25,6 +25,7 @@ from .correlation import (
     pair_corr,
     pair_partial_corr,
     pair_partial_corr_entries,
+    pair_partial_corr_keep_big,
     partial_corr,
 )
 from .frame import argsort_stable, bh_q_grouped, frame_order, top_k_rows
@@ -45,6 +46,7 @@ __all__ = [
     "pair_corr",
     "pair_partial_corr",
     "pair_partial_corr_entries",
+    "pair_partial_corr_keep_big",
     "pair_stats_update",
     "partial_corr",
     "segment_magnitude",

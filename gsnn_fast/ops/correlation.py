@@ -1,7 +1,8 @@
 """Correlation ops: ``gsnn_fast::pair_corr`` (plain correlation of every layer pair
 from the streaming sums), ``gsnn_fast::partial_corr`` (batched ridge partial
 correlation from covariances) and ``gsnn_fast::pair_partial_corr`` (the partial
-correlation of every layer pair straight from the sums), each with its fake."""
+correlation of every layer pair straight from the sums; ``_keep_big`` and ``_entries``
+serve the large-N frame query), each with its fake."""
 
 from __future__ import annotations
 
@@ -173,6 +174,44 @@ def pair_partial_corr(
     return torch.ops.gsnn_fast.pair_partial_corr.default(
         sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, float(n), float(ridge),
         float(tol), int(agg), bool(per_pair),
+    )  # fmt: skip
+
+
+@torch.library.register_fake("gsnn_fast::pair_partial_corr_keep_big")
+def _pair_partial_corr_keep_big_fake(
+    sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, n, ridge, tol, agg
+):
+    _, agg_out = _pair_outputs("pair_partial_corr_keep_big", sum_xy, False)
+    P, _, N = sum_xy.shape
+    B = torch.library.get_ctx().new_dynamic_size()  # how many sets are big: data
+    return agg_out, ptr.new_empty((B,), dtype=torch.int64), sum_xy.new_empty((P, B, N))
+
+
+def pair_partial_corr_keep_big(
+    sum_x: torch.Tensor,
+    sum_y: torch.Tensor,
+    sum_x2: torch.Tensor,
+    sum_y2: torch.Tensor,
+    sum_xy: torch.Tensor,
+    sum_xx: torch.Tensor,
+    ptr: torch.Tensor,
+    idx: torch.Tensor,
+    n: float,
+    ridge: float,
+    tol: float,
+    agg: int | str = "mean",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`pair_partial_corr`'s aggregate without ``per_pair``, plus what the op
+    computes anyway for the targets whose conditioning sets are big (>= 64 members):
+    ``(aggregated [N, N], targets [B] int64 ascending, columns [P, B, N])``, where
+    ``columns[p, b]`` holds the bits of ``per_pair[p, :, targets[b]]``. The kept rows
+    of a large-N frame query take those targets' values from ``columns`` and the rest
+    from :func:`pair_partial_corr_entries`, so no big set is solved twice. Host-only:
+    CPU tensors."""
+    agg = _code("agg", agg, LAYER_AGGS)
+    return torch.ops.gsnn_fast.pair_partial_corr_keep_big.default(
+        sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, float(n), float(ridge),
+        float(tol), int(agg),
     )  # fmt: skip
 
 
