@@ -8,9 +8,8 @@ fit a MagnitudeEdgeInferer on 4 batches of 64 samples, then time
 Each score runs in its own process (peak RSS is per process), ``--repeats`` times;
 ``--calls 2`` also times a second ``evaluate`` in the same process (its output memory
 is then reused: the first call's figure includes the VM handing out fresh pages). The
-large-N route of
-``evaluate`` (gsnn_fast/inference/frame_query.py) builds no full frame: one [N, N]
-aggregate, a top-k pass, counting passes for the exact BH q-values.
+large-N route of ``evaluate`` (gsnn_fast/inference/frame_query.py) builds no full
+frame: one [N, N] aggregate, a top-k pass, counting passes for the exact BH q-values.
 
 Run: ``python -m benchmarks.large_n_topk [--n 10000] [--scores corr partial]
 [--threads 2] [--repeats 1] [--calls 1]``; writes ``benchmarks/results/large_n_topk.json``.
@@ -114,7 +113,9 @@ def main() -> None:
         print(json.dumps(run_one(args)))
         return
     runs = []
-    for _, score in ((r, s) for r in range(args.repeats) for s in args.scores):
+    if args.repeats < 1 or args.calls < 1:
+        ap.error("--repeats and --calls must be >= 1")
+    for score in [s for _ in range(args.repeats) for s in args.scores]:
         load, mem = os.getloadavg()[0], _mem_available()
         cmd = [sys.executable, "-m", "benchmarks.large_n_topk", "--score", score]
         cmd += ["--n", str(args.n), "--batches", str(args.batches), "--batch", str(args.batch)]
