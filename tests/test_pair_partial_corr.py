@@ -225,17 +225,22 @@ def test_entries_argument_errors():
     assert pair_partial_corr_entries(*sums, ptr, idx, n, 0.0, TOL, empty, empty).shape == (2, 0)
 
 
-@pytest.mark.parametrize("per_pair", [True, False])
-def test_opcheck(per_pair):
-    # no zero variances and no failing systems: opcheck compares with assert_close
-    g = torch.Generator().manual_seed(2)
-    P, B, N = 2, 12, 6
+def _gaussian_sums(P, B, N, seed):
+    """The six sums of B Gaussian samples of N nodes, P pairs."""
+    g = torch.Generator().manual_seed(seed)
     x = torch.randn(P, B, N, generator=g, dtype=torch.float64)
     y = torch.randn(P, B, N, generator=g, dtype=torch.float64)
-    sums = (
+    return (
         x.sum(1), y.sum(1), (x * x).sum(1), (y * y).sum(1),
         torch.einsum("pbi,pbj->pij", x, y), torch.einsum("pbi,pbj->pij", x, x),
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("per_pair", [True, False])
+def test_opcheck(per_pair):
+    # no zero variances and no failing systems: opcheck compares with assert_close
+    P, B, N = 2, 12, 6
+    sums = _gaussian_sums(P, B, N, seed=2)
     ptr = torch.tensor([0, 0, 1, 3, 3, 4, 5])
     idx = torch.tensor([0, 0, 1, 2, 1])
     pairs, out = pair_partial_corr(*sums, ptr, idx, float(B), 1e-8, TOL, "mean", True)
@@ -251,14 +256,8 @@ def test_opcheck(per_pair):
 
 def test_opcheck_keep_big():
     # one big set (64 members, target 69): the number of kept columns depends on the data
-    g = torch.Generator().manual_seed(3)
     P, B, N = 2, 80, 70
-    x = torch.randn(P, B, N, generator=g, dtype=torch.float64)
-    y = torch.randn(P, B, N, generator=g, dtype=torch.float64)
-    sums = (
-        x.sum(1), y.sum(1), (x * x).sum(1), (y * y).sum(1),
-        torch.einsum("pbi,pbj->pij", x, y), torch.einsum("pbi,pbj->pij", x, x),
-    )  # fmt: skip
+    sums = _gaussian_sums(P, B, N, seed=3)
     ptr = torch.tensor([0] * N + [64])
     idx = torch.arange(64)
     for agg in (0, 1):
