@@ -64,12 +64,20 @@ def test_fit_and_evaluate_refuse_before_allocating(monkeypatch):
     with pytest.raises(memory.InsufficientMemoryError, match=f"N={N_FUNC} .*P=2"):
         inf.fit(batches[:2], verbose=False)
     assert torch.equal(inf.sum_xy, before) and inf.n == sum(len(x) for x, _ in batches)
+    # a refit keeps the statistics held until it completes: the message says so
+    with pytest.raises(memory.InsufficientMemoryError, match=r"still holds .*reset_stats\(\)"):
+        inf.fit(batches[:2], verbose=False)
     with pytest.raises(memory.InsufficientMemoryError, match="evaluate"):
         inf.evaluate()
     with pytest.raises(memory.InsufficientMemoryError, match="evaluate"):
         inf.evaluate(top_k=2)
     monkeypatch.setattr(memory, "available_bytes", lambda device: None)  # unknown: no check
     inf.evaluate(top_k=2)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1000)
+    inf.reset_stats()  # nothing held: the message has no such line
+    with pytest.raises(memory.InsufficientMemoryError) as err:
+        inf.fit(batches[:2], verbose=False)
+    assert "still holds" not in str(err.value)
 
 
 def test_accumulate_equals_one_fit():

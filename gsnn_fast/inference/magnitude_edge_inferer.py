@@ -299,9 +299,14 @@ class MagnitudeEdgeInferer:
             start = self.n_batches
         carry = resume_from is not None or (accumulate and self.n > 0)
         need = memory.fit_bytes(P, N, self.track_xx, self.L)
+        held = 0  # the sums a refit keeps until it completes (on the device it fills)
         if carry:
             need -= memory.statistics_bytes(P, N, self.track_xx)
-        memory.check_memory("MagnitudeEdgeInferer.fit", need, dev, N=N, P=P, track_xx=self.track_xx)
+        elif self.n > 0 and self.sum_xy.device == dev:
+            held = memory.statistics_bytes(P, N, self.track_xx)
+        memory.check_memory(
+            "MagnitudeEdgeInferer.fit", need, dev, N=N, P=P, track_xx=self.track_xx, held=held
+        )
         if carry:
             sums = [
                 t.to(dev).contiguous() for t in (self.sum_x, self.sum_y, self.sum_x2, self.sum_y2)

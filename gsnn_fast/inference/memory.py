@@ -87,17 +87,28 @@ def check_memory(
     P: int,
     track_xx: bool,
     available: int | None = None,
+    held: int = 0,
 ) -> None:
     """Raise :class:`InsufficientMemoryError` when ``needed`` bytes exceed what
-    ``device`` has available (``available`` overrides the measurement)."""
+    ``device`` has available (``available`` overrides the measurement). ``held``: bytes
+    of earlier statistics the caller keeps until the new ones are complete (a refit);
+    the message then says how to release them."""
     free = available_bytes(device) if available is None else available
     if free is None or needed <= free:
         return
     sums = "sum_xy and sum_xx" if track_xx else "sum_xy"
+    keep = (
+        f"This inferer still holds {_gib(held)} of statistics from an earlier fit; they "
+        "are kept until the new fit completes, so call reset_stats() first to release "
+        "them. "
+        if held > 0
+        else ""
+    )
     raise InsufficientMemoryError(
         f"{what} needs {_gib(needed)} ({needed} bytes) on {device} for N={N} function "
         f"nodes and P={P} layer pairs, but only {_gib(free)} ({free} bytes) is available. "
-        f"The statistics {sums} take 8 * P * N^2 = {_gib(_F64 * P * N * N)} each. Options: "
+        f"The statistics {sums} take 8 * P * N^2 = {_gib(_F64 * P * N * N)} each. "
+        f"{keep}Options: "
         "track_xx=False (drops sum_xx; score='corr' only), evaluate with top_k / "
         "q_threshold (no full frame), fewer layer pairs, or shard the targets across "
         "processes (gsnn_fast.inference.distributed, launched with torchrun; each rank "
