@@ -61,12 +61,17 @@ def test_fit_and_evaluate_refuse_before_allocating(monkeypatch):
     inf.fit(batches, verbose=False)
     before = inf.sum_xy.clone()
     monkeypatch.setattr(memory, "available_bytes", lambda device: 1000)
-    with pytest.raises(memory.InsufficientMemoryError, match=f"N={N_FUNC} .*P=2"):
+    with pytest.raises(memory.InsufficientMemoryError, match=f"N={N_FUNC} .*P=2") as err:
         inf.fit(batches[:2], verbose=False)
     assert torch.equal(inf.sum_xy, before) and inf.n == sum(len(x) for x, _ in batches)
-    # a refit keeps the statistics held until it completes: the message says so
+    assert "still holds" not in str(err.value)  # releasing them would not be enough
+    # a refit keeps the statistics held until it completes: when releasing them would
+    # be enough, the message says so
+    need = memory.fit_bytes(inf.n_pairs, inf.N, inf.track_xx, inf.L)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: need - 1)
     with pytest.raises(memory.InsufficientMemoryError, match=r"still holds .*reset_stats\(\)"):
         inf.fit(batches[:2], verbose=False)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1000)
     with pytest.raises(memory.InsufficientMemoryError, match="evaluate"):
         inf.evaluate()
     with pytest.raises(memory.InsufficientMemoryError, match="evaluate"):

@@ -92,7 +92,7 @@ def check_memory(
     """Raise :class:`InsufficientMemoryError` when ``needed`` bytes exceed what
     ``device`` has available (``available`` overrides the measurement). ``held``: bytes
     of earlier statistics the caller keeps until the new ones are complete (a refit);
-    the message then says how to release them."""
+    when releasing them would be enough, the message says how."""
     free = available_bytes(device) if available is None else available
     if free is None or needed <= free:
         return
@@ -101,7 +101,7 @@ def check_memory(
         f"This inferer still holds {_gib(held)} of statistics from an earlier fit; they "
         "are kept until the new fit completes, so call reset_stats() first to release "
         "them. "
-        if held > 0
+        if 0 < held and needed <= free + held
         else ""
     )
     raise InsufficientMemoryError(
