@@ -92,56 +92,64 @@ Prepared prepare(const at::Tensor& sum_x_in, const at::Tensor& sum_y_in,
 
 }  // namespace
 
+namespace {
+
+// One pass of pair_partial_corr_fused for op: the [N, N] aggregate, the [P, N, N]
+// per-pair scores when per_pair (else empty), and the big sets' columns the pass
+// solved first (none when P == 0 or N == 0: the aggregate is then all NaN).
+struct FusedPass {
+  at::Tensor pairs, out;
+  BigColumns big;
+};
+FusedPass fused_pass(const char* op, const at::Tensor& sum_x, const at::Tensor& sum_y,
+                     const at::Tensor& sum_x2, const at::Tensor& sum_y2, const at::Tensor& sum_xy,
+                     const at::Tensor& sum_xx, const at::Tensor& ptr, const at::Tensor& idx,
+                     double n, double ridge, double tol, int64_t agg, bool per_pair) {
+  check_pair_partial_corr(sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, n, ridge, tol,
+                          agg, op);
+  const int64_t P = sum_xy.size(0), N = sum_xy.size(1);
+  const auto opts = sum_xy.options();
+  FusedPass f{per_pair ? at::empty({P, N, N}, opts) : at::empty({0}, opts), at::empty({N, N}, opts),
+              BigColumns{}};
+  advise_huge_pages(f.pairs);
+  advise_huge_pages(f.out);
+  if (P == 0 || N == 0) {
+    f.out.fill_(nan_d());
+    return f;
+  }
+  Prepared r =
+      prepare(sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, n, ridge, tol, agg, op);
+  r.ctx.per_pair = per_pair ? f.pairs.data_ptr<double>() : nullptr;
+  r.ctx.out = f.out.data_ptr<double>();
+  f.big = pair_partial_corr_fused(r.ctx, r.smax, pick_isa("pair_partial_corr"));
+  return f;
+}
+
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor> pair_partial_corr_cpu(
     const at::Tensor& sum_x, const at::Tensor& sum_y, const at::Tensor& sum_x2,
     const at::Tensor& sum_y2, const at::Tensor& sum_xy, const at::Tensor& sum_xx,
     const at::Tensor& ptr, const at::Tensor& idx, double n, double ridge, double tol, int64_t agg,
     bool per_pair) {
-  check_pair_partial_corr(sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, n, ridge, tol,
-                          agg);
-  const int64_t P = sum_xy.size(0), N = sum_xy.size(1);
-  const auto opts = sum_xy.options();
-  at::Tensor pairs = per_pair ? at::empty({P, N, N}, opts) : at::empty({0}, opts);
-  at::Tensor out = at::empty({N, N}, opts);
-  advise_huge_pages(pairs);
-  advise_huge_pages(out);
-  if (P == 0 || N == 0) {
-    out.fill_(nan_d());
-    return {pairs, out};
-  }
-  Prepared r = prepare(sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, n, ridge, tol, agg,
-                       "pair_partial_corr");
-  r.ctx.per_pair = per_pair ? pairs.data_ptr<double>() : nullptr;
-  r.ctx.out = out.data_ptr<double>();
-  pair_partial_corr_fused(r.ctx, r.smax, pick_isa("pair_partial_corr"));
-  return {pairs, out};
+  FusedPass f = fused_pass("pair_partial_corr", sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr,
+                           idx, n, ridge, tol, agg, per_pair);
+  return {f.pairs, f.out};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> pair_partial_corr_keep_big_cpu(
     const at::Tensor& sum_x, const at::Tensor& sum_y, const at::Tensor& sum_x2,
     const at::Tensor& sum_y2, const at::Tensor& sum_xy, const at::Tensor& sum_xx,
     const at::Tensor& ptr, const at::Tensor& idx, double n, double ridge, double tol, int64_t agg) {
-  constexpr const char* op = "pair_partial_corr_keep_big";
-  check_pair_partial_corr(sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, n, ridge, tol,
-                          agg, op);
+  FusedPass f = fused_pass("pair_partial_corr_keep_big", sum_x, sum_y, sum_x2, sum_y2, sum_xy,
+                           sum_xx, ptr, idx, n, ridge, tol, agg, false);
   const int64_t P = sum_xy.size(0), N = sum_xy.size(1);
-  const auto opts = sum_xy.options();
-  at::Tensor out = at::empty({N, N}, opts);
-  advise_huge_pages(out);
-  if (P == 0 || N == 0) {
-    out.fill_(nan_d());
-    return {out, at::empty({0}, opts.dtype(at::kLong)), at::empty({P, 0, N}, opts)};
-  }
-  Prepared r =
-      prepare(sum_x, sum_y, sum_x2, sum_y2, sum_xy, sum_xx, ptr, idx, n, ridge, tol, agg, op);
-  r.ctx.out = out.data_ptr<double>();
-  const BigColumns big = pair_partial_corr_fused(r.ctx, r.smax, pick_isa("pair_partial_corr"));
-  const auto B = static_cast<int64_t>(big.targets.size());
-  at::Tensor targets = at::empty({B}, opts.dtype(at::kLong));
-  at::Tensor cols = at::empty({P, B, N}, opts);
-  std::copy(big.targets.begin(), big.targets.end(), targets.data_ptr<int64_t>());
-  std::copy(big.cols.begin(), big.cols.end(), cols.data_ptr<double>());
-  return {out, targets, cols};
+  const auto B = static_cast<int64_t>(f.big.targets.size());
+  at::Tensor targets = at::empty({B}, sum_xy.options().dtype(at::kLong));
+  at::Tensor cols = at::empty({P, B, N}, sum_xy.options());
+  std::copy(f.big.targets.begin(), f.big.targets.end(), targets.data_ptr<int64_t>());
+  std::copy(f.big.cols.begin(), f.big.cols.end(), cols.data_ptr<double>());
+  return {f.out, targets, cols};
 }
 
 at::Tensor pair_partial_corr_entries_cpu(const at::Tensor& sum_x, const at::Tensor& sum_y,
