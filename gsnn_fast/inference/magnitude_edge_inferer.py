@@ -433,14 +433,10 @@ class MagnitudeEdgeInferer:
         if self.zero_var == "relative":
             pairs, agg = ops.pair_partial_corr(*self._partial_args(ridge), layer_agg, per_pair)
             return ScoreMatrices(pairs if per_pair else None, agg)
-        dev = self.sum_x.device
-        assert self.sum_xx is not None
-        sums = (self.sum_x, self.sum_y, self.sum_x2, self.sum_y2, self.sum_xy, self.sum_xx)
-        scores = pair_scores_absolute(
-            sums, float(self.n), self._cond_ptr.to(dev), self._cond_idx.to(dev), ridge, self.tol
-        )
+        *sums, ptr, idx, n, ridge, tol = self._partial_args(ridge)
+        scores = pair_scores_absolute(tuple(sums), n, ptr, idx, ridge, tol)
         pairs, agg = fold_pairs(
-            scores, self.n_pairs, self.N, dev, ops.LAYER_AGGS[layer_agg], per_pair
+            scores, self.n_pairs, self.N, self.sum_x.device, ops.LAYER_AGGS[layer_agg], per_pair
         )
         return ScoreMatrices(pairs if per_pair else None, agg)
 
