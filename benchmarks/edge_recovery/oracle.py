@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ import torch
 
 from gsnn_fast.data.simulate import simulate
 
+from ..run import commit, cpu_model
 from .families import FAMILIES, Family, Task, build_task
 from .run import _masks, split_auc
 
@@ -297,13 +299,24 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{m}={v['visible']:.3f}/{v['all']:.3f}" for m, v in r["methods"].items()
             )
             print(f"{fam.name} seed {seed}: {cells}", flush=True)
+    seconds = time.perf_counter() - t0
+    meta = {
+        "command": "python -m benchmarks.edge_recovery.oracle " + " ".join(argv or sys.argv[1:]),
+        "commit": commit(),
+        "date": time.strftime("%Y-%m-%d"),
+        "cpu": cpu_model(),
+        "torch_threads": torch.get_num_threads(),
+        "seconds": round(seconds, 1),
+    }
     table = _table(runs, [f.name for f in fams])
-    print(table)
+    head = "ROC-AUC of the test edges, visible pairs / all pairs, mean over the seeds.\n"
+    head += ", ".join(f"{k}: {v}" for k, v in meta.items()) + "\n\n"
+    print(head + table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"seconds": time.perf_counter() - t0, "runs": runs}
+    report = {**meta, "runs": runs}
     (out / "edge_recovery_oracle.json").write_text(json.dumps(report, indent=1))
-    (out / "edge_recovery_oracle.md").write_text(table)
+    (out / "edge_recovery_oracle.md").write_text(head + table)
     return report
 
 
