@@ -130,3 +130,25 @@ def test_reorder_hands_values_out_by_key():
     assert out[0, 0] == 0.9 and out[0, 2] == 0.7 and out[0, 1] == 0.1 and out[1, 2] == -np.inf
     assert out[1, 0] == 0.5 and out[1, 1] == 0.3
     assert np.isnan(S[0, 2])  # the input is not changed
+
+
+def test_oracle_twostep_reads_an_unfed_source():
+    # c -> f3 and f3 -> f4 held out: no input reaches f3 in the known graph, but o3 misses
+    # c's signal through f3, and f4's outputs miss it too. The two-step test ties
+    # (f3, f4) with (f3, f1) and (f3, f2) at the top of f3's row (same output routes);
+    # it scores no other row, and the mean test cannot score f3 at all
+    from benchmarks.edge_recovery.oracle import LinearOracle
+
+    task = _chain_task([("c", "f3"), ("f3", "f4")])
+    x, y = _oracle_data(task, 4_000)
+    oracle = LinearOracle(task, x, y)
+    f = {v: k for k, v in enumerate(task.functions)}
+    assert not oracle.fed[f["f3"]] and oracle.fed.sum() == 4
+    two = oracle.twostep()
+    row = two[f["f3"]]
+    assert np.isnan(np.delete(two, f["f3"], axis=0)).all()
+    assert row[f["f4"]] > 10 and np.isclose(row[f["f1"]], row[f["f4"]])
+    assert row[f["f4"]] > 1.5 * row[f["f5"]]
+    assert np.isnan(oracle.mean()[f["f3"]]).all()
+    key = oracle.silent_key()
+    assert np.isfinite(key[f["f3"], f["f4"]]) and np.isnan(key[f["f1"], f["f4"]])

@@ -1,4 +1,4 @@
-"""``python -m benchmarks.edge_recovery.oracle``: how well could any single-edge test do?
+"""``python -m benchmarks.edge_recovery.oracle``: how well could a test that knows the model do?
 
 An upper reference for the benchmark's scorers on its linear families. The oracle knows
 everything a scorer would have to learn: the generative model is linear-Gaussian, the
@@ -14,8 +14,11 @@ that one edge to the known linear model, with the data the benchmark trains on:
   right, the likelihood-ratio test ranks pairs the same way.
 * **cov**: the new edge also routes node i's noise (and its ancestors') to j's outputs.
   Its score is ``c_j' (Sigma^-1 S Sigma^-1 - Sigma^-1) Cov(y, x_i | inputs)`` (``S``: the
-  empirical residual covariance), scaled by its standard error under the null. It is
-  the only evidence for a source that no input reaches.
+  empirical residual covariance), scaled by its standard error under the null.
+* **twostep**, for a source ``u`` that no input reaches in the known graph but that
+  reaches an output: what u's outputs miss, ``g_u`` (the residual projected on
+  ``Sigma^-1 c_u``), regressed on the inputs, estimates u's missing input-driven
+  signal; the test correlates that estimate with ``g_v``. NaN for the other pairs.
 
 ``greedy`` (the mean test, re-run after each pick): the oracle adds the best-scoring
 pair with its fitted weight to the known model, rescores every pair, and repeats as
@@ -30,10 +33,11 @@ With ``--trained`` the run also trains the benchmark's model (the same model, se
 and data as ``python -m benchmarks.edge_recovery``) and scores it with
 ``GradientEdgeScorer(score='partial')`` and ``CompletionEdgeScorer`` (band), so they
 stand side by side. It then asks what the completion scorer would reach if its
-visible pairs were in the oracle's order, its silent pairs in the perfect order (true
-edges first), or both: the scores are handed out again over those pairs, so the band
-keeps its place. The nonlinear family's oracle is the linear one, misspecified; it is
-reported, marked.
+visible pairs were in the oracle's order (the mean test), its silent pairs in the
+oracle's order (two-step where it applies, else the covariance test, each group by
+its quantiles) or in the perfect order (true edges first), or with both changed: the
+scores are handed out again over those pairs, so the band keeps its place. The
+nonlinear family's oracle is the linear one, misspecified; it is reported, marked.
 
 Writes ``edge_recovery_oracle.json`` and ``edge_recovery_oracle.md`` into ``--out``.
 """
@@ -105,14 +109,19 @@ class LinearOracle:
         r = self.y - self.x @ T[np.ix_(self.inputs, self.outputs)]
         return T, sigma_inv, C[self.funcs], xhat - xhat.mean(0), r - r.mean(0)
 
+    @staticmethod
+    def _correlate(src: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """|z| [N, N] of the correlation over samples of centred src_i with g_j, and g."""
+        sx, sg = np.sqrt((src**2).sum(0)), np.sqrt((g**2).sum(0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = (src.T @ g) / np.outer(sx, sg) * np.sqrt(len(src))
+        return np.abs(z), g
+
     def _mean_z(self, sigma_inv, c, xhat, r) -> tuple[np.ndarray, np.ndarray]:
         """(z [N, N], g [n, N]): correlation z of xhat_i with the projected residual g_j."""
-        g = r @ sigma_inv @ c.T
-        sx, sg = np.sqrt((xhat**2).sum(0)), np.sqrt((g**2).sum(0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            z = (xhat.T @ g) / np.outer(sx, sg) * np.sqrt(len(xhat))
+        z, g = self._correlate(xhat, r @ sigma_inv @ c.T)
         visible = self.fed[:, None] & self.reaches[None, :]
-        return np.where(visible, np.abs(z), np.nan), g
+        return np.where(visible, z, np.nan), g
 
     def mean(self, diagonal: bool = False) -> np.ndarray:
         """The mean test; ``diagonal``: project with the inverse of each output's
@@ -141,6 +150,31 @@ class LinearOracle:
         with np.errstate(invalid="ignore", divide="ignore"):
             z = np.abs(u) * np.sqrt(n) / np.sqrt(np.outer(a, b) + cross**2)
         return np.where(self.reaches[None, :] & (a > 0)[:, None], z, np.nan)
+
+    def twostep(self) -> np.ndarray:
+        """The two-step test of the pairs whose source no input reaches (NaN elsewhere)."""
+        _, sigma_inv, c, _, r = self._model()
+        g = r @ sigma_inv @ c.T
+        X = np.c_[self.x, np.ones(len(self.x))]
+        ghat = X @ np.linalg.lstsq(X, g, rcond=None)[0]
+        ghat -= ghat.mean(0)
+        z, _ = self._correlate(ghat, g)
+        rows = ~self.fed & self.reaches
+        return np.where(rows[:, None] & self.reaches[None, :], z, np.nan)
+
+    def silent_key(self) -> np.ndarray:
+        """An order of the silent pairs from the oracle's evidence: the two-step test's
+        quantile where it applies, else the covariance test's (quantiles within each
+        group; NaN where neither applies)."""
+        two, cov = self.twostep(), self.cov()
+        silent = ~(self.fed[:, None] & self.reaches[None, :])
+        key = np.full(two.shape, np.nan)
+        first = silent & np.isfinite(two)
+        rest = silent & ~first & np.isfinite(cov)
+        for group, z in ((first, two), (rest, cov)):
+            if group.any():
+                key[group] = (np.argsort(np.argsort(z[group])) + 0.5) / group.sum()
+        return key
 
     def greedy(self, picks: int) -> np.ndarray:
         """The mean test re-run after each of ``picks`` additions of the best pair."""
@@ -195,7 +229,7 @@ def reorder(S: np.ndarray, pairs: np.ndarray, key: np.ndarray) -> np.ndarray:
 
 
 def _trained_scores(
-    fam: Family, seed: int, oracle_mean: np.ndarray, masks: tuple, visible: np.ndarray
+    fam: Family, seed: int, oracle: LinearOracle, oracle_mean: np.ndarray, masks: tuple
 ) -> dict[str, np.ndarray]:
     """The benchmark's model, its gradient-partial and completion (band) scores, and
     the completion's scores with the visible and / or silent pairs reordered: by the
@@ -205,6 +239,8 @@ def _trained_scores(
     ctx = train_context(fam, seed)
     band = METHODS["grad_complete"](ctx)
     _, true_graph, known, _ = masks
+    visible = oracle.fed[:, None] & oracle.reaches[None, :]
+    silent_key = oracle.silent_key()
     cand = ~known & ~np.eye(len(known), dtype=bool)
     shown, silent = cand & visible, cand & ~visible
     perfect = true_graph.astype(float)
@@ -213,8 +249,10 @@ def _trained_scores(
         "gradient_partial": METHODS["grad_partial"](ctx),
         "completion": band,
         "completion, oracle order of visible": with_oracle,
+        "completion, oracle order of silent": reorder(band, silent, silent_key),
+        "completion, oracle order of both": reorder(with_oracle, silent, silent_key),
         "completion, perfect order of silent": reorder(band, silent, perfect),
-        "completion, both": reorder(with_oracle, silent, perfect),
+        "completion, oracle visible + perfect silent": reorder(with_oracle, silent, perfect),
     }
 
 
@@ -230,10 +268,11 @@ def run_one(fam: Family, seed: int, trained: bool) -> dict[str, Any]:
         "mean": oracle.mean(),
         "mean_diag": oracle.mean(diagonal=True),
         "cov": oracle.cov(),
+        "twostep": oracle.twostep(),
         "greedy": oracle.greedy(len(task.held_out)),
     }
     if trained:
-        scores.update(_trained_scores(fam, seed, scores["mean"], masks, visible))
+        scores.update(_trained_scores(fam, seed, oracle, scores["mean"], masks))
     out: dict[str, Any] = {
         "family": fam.name,
         "seed": seed,
