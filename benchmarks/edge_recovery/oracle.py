@@ -328,6 +328,14 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         raise SystemExit(f"--families: unknown {unknown}; options are {list(DEFAULT_FAMILIES)}")
     fams = [f for f in FAMILIES if f.name in names]
+    # the code that runs is the code at the start (the tree may change during the run)
+    meta = {
+        "command": "python -m benchmarks.edge_recovery.oracle " + " ".join(argv or sys.argv[1:]),
+        "commit": commit(),
+        "date": time.strftime("%Y-%m-%d"),
+        "cpu": cpu_model(),
+        "torch_threads": torch.get_num_threads(),
+    }
     t0 = time.perf_counter()
     runs = []
     for fam in fams:
@@ -338,15 +346,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{m}={v['visible']:.3f}/{v['all']:.3f}" for m, v in r["methods"].items()
             )
             print(f"{fam.name} seed {seed}: {cells}", flush=True)
-    seconds = time.perf_counter() - t0
-    meta = {
-        "command": "python -m benchmarks.edge_recovery.oracle " + " ".join(argv or sys.argv[1:]),
-        "commit": commit(),
-        "date": time.strftime("%Y-%m-%d"),
-        "cpu": cpu_model(),
-        "torch_threads": torch.get_num_threads(),
-        "seconds": round(seconds, 1),
-    }
+    meta["seconds"] = round(time.perf_counter() - t0, 1)
     table = _table(runs, [f.name for f in fams])
     head = "ROC-AUC of the test edges, visible pairs / all pairs, mean over the seeds.\n"
     head += ", ".join(f"{k}: {v}" for k, v in meta.items()) + "\n\n"
