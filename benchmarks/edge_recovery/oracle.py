@@ -27,7 +27,9 @@ many times as there are held-out edges. Picked pairs rank first, in pick order.
 Pairs the trained model cannot see ("silent": no input reaches the source, or the
 target reaches no output) get no mean score (NaN, ranked last). ``visible`` below is
 the ROC-AUC of the visible test edges against the visible non-edges; ``all`` counts
-every test edge against every non-edge, as the benchmark does.
+every test edge against every non-edge, as the benchmark does. The JSON also has
+``silent`` (silent test edges against silent non-edges) and ``covered`` (the pairs a
+test scores, i.e. not NaN).
 
 With ``--trained`` the run also trains the benchmark's model (the same model, seeds
 and data as ``python -m benchmarks.edge_recovery``) and scores it with
@@ -285,6 +287,7 @@ def run_one(fam: Family, seed: int, trained: bool) -> dict[str, Any]:
             "visible": split_auc(S, test & visible, negatives & visible),
             "all": split_auc(S, test, negatives),
             "silent": split_auc(S, test & ~visible, negatives & ~visible),
+            "covered": split_auc(S, test & np.isfinite(S), negatives & np.isfinite(S)),
         }
     return out
 
