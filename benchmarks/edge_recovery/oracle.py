@@ -57,11 +57,9 @@ import networkx as nx
 import numpy as np
 import torch
 
-from gsnn_fast.data.simulate import simulate
-
 from ..run import commit, cpu_model
-from .families import FAMILIES, Family, Task, build_task
-from .run import _masks, split_auc
+from .families import FAMILIES, Family, Task
+from .run import METHODS, _masks, simulate_task, split_auc, train_context
 
 DEFAULT_FAMILIES = tuple(f.name for f in FAMILIES)
 
@@ -203,19 +201,7 @@ class LinearOracle:
 
 def _data(fam: Family, seed: int) -> tuple[Task, np.ndarray, np.ndarray]:
     """The benchmark's training data for (family, seed): same seeds, same draws."""
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    task = build_task(fam, seed)
-    x, _, y, _ = simulate(
-        task.G,
-        n_train=fam.n_train,
-        n_test=1,
-        input_nodes=task.inputs,
-        output_nodes=task.outputs,
-        noise_scale=task.noise,
-        special_functions=task.special,
-        signed_edges=task.signed_edges,
-    )
+    task, x, _, y, _ = simulate_task(fam, seed)
     return task, x, y
 
 
@@ -236,8 +222,6 @@ def _trained_scores(
     """The benchmark's model, its gradient-partial and completion (band) scores, and
     the completion's scores with the visible and / or silent pairs reordered: by the
     oracle's mean test, and perfectly (true edges first)."""
-    from .run import METHODS, train_context
-
     ctx = train_context(fam, seed)
     band = METHODS["grad_complete"](ctx)
     _, true_graph, known, _ = masks

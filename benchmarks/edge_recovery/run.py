@@ -224,6 +224,25 @@ def gsnn_on(data: Any) -> Any:
     )  # fmt: skip
 
 
+def simulate_task(fam: Family, seed: int) -> tuple[Task, np.ndarray, ...]:
+    """``(task, x_train, x_test, y_train, y_test)`` of (family, seed): the torch and numpy
+    seeds set to ``seed``, the task built, its data drawn (500 test samples)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    task = build_task(fam, seed)
+    data = simulate(
+        task.G,
+        n_train=fam.n_train,
+        n_test=500,
+        input_nodes=task.inputs,
+        output_nodes=task.outputs,
+        noise_scale=task.noise,
+        special_functions=task.special,
+        signed_edges=task.signed_edges,
+    )
+    return (task, *data)
+
+
 def train_context(
     fam: Family,
     seed: int,
@@ -236,20 +255,8 @@ def train_context(
     ``every`` epochs during training (scorers that pool checkpoints); the training is
     the same as without hooks (the hooks run the model in eval mode and touch no
     parameter or optimiser state)."""
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    task = build_task(fam, seed)
     t0 = time.perf_counter()
-    x_tr, x_te, y_tr, y_te = simulate(
-        task.G,
-        n_train=fam.n_train,
-        n_test=500,
-        input_nodes=task.inputs,
-        output_nodes=task.outputs,
-        noise_scale=task.noise,
-        special_functions=task.special,
-        signed_edges=task.signed_edges,
-    )
+    task, x_tr, x_te, y_tr, y_te = simulate_task(fam, seed)
     x_tr = torch.tensor(x_tr, dtype=torch.float32)
     y_tr = torch.tensor(y_tr, dtype=torch.float32)
     y_tr = (y_tr - y_tr.mean(0)) / (y_tr.std(0) + 1e-8)
