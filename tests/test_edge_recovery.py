@@ -150,5 +150,5 @@ def test_oracle_twostep_reads_an_unfed_source():
     assert row[f["f4"]] > 10 and np.isclose(row[f["f1"]], row[f["f4"]])
     assert row[f["f4"]] > 1.5 * row[f["f5"]]
     assert np.isnan(oracle.mean()[f["f3"]]).all()
-    key = oracle.silent_key()
+    key = oracle.silent_key(two, oracle.cov())
     assert np.isfinite(key[f["f3"], f["f4"]]) and np.isnan(key[f["f1"], f["f4"]])

@@ -99,6 +99,8 @@ class LinearOracle:
         reaches = set().union(*(nx.ancestors(K, int(o)) for o in self.outputs))
         self.fed = np.array([int(f) in fed for f in self.funcs])
         self.reaches = np.array([int(f) in reaches for f in self.funcs])
+        # [src, dst]: the pairs a model of the known graph sees (the others are silent)
+        self.visible = self.fed[:, None] & self.reaches[None, :]
 
     def _model(self) -> tuple[np.ndarray, ...]:
         """(total effects T [V, V], Sigma^-1 [O, O], c [N, O], xhat [n, N], r [n, O])."""
@@ -122,8 +124,7 @@ class LinearOracle:
     def _mean_z(self, sigma_inv, c, xhat, r) -> tuple[np.ndarray, np.ndarray]:
         """(z [N, N], g [n, N]): correlation z of xhat_i with the projected residual g_j."""
         z, g = self._correlate(xhat, r @ sigma_inv @ c.T)
-        visible = self.fed[:, None] & self.reaches[None, :]
-        return np.where(visible, z, np.nan), g
+        return np.where(self.visible, z, np.nan), g
 
     def mean(self, diagonal: bool = False) -> np.ndarray:
         """The mean test; ``diagonal``: project with the inverse of each output's
@@ -164,12 +165,12 @@ class LinearOracle:
         rows = ~self.fed & self.reaches
         return np.where(rows[:, None] & self.reaches[None, :], z, np.nan)
 
-    def silent_key(self) -> np.ndarray:
-        """An order of the silent pairs from the oracle's evidence: the two-step test's
-        quantile where it applies, else the covariance test's (quantiles within each
-        group; NaN where neither applies)."""
-        two, cov = self.twostep(), self.cov()
-        silent = ~(self.fed[:, None] & self.reaches[None, :])
+    def silent_key(self, two: np.ndarray, cov: np.ndarray) -> np.ndarray:
+        """An order of the silent pairs from the oracle's evidence, given its
+        :meth:`twostep` and :meth:`cov` scores: the two-step test's quantile where it
+        applies, else the covariance test's (quantiles within each group; NaN where
+        neither applies)."""
+        silent = ~self.visible
         key = np.full(two.shape, np.nan)
         first = silent & np.isfinite(two)
         rest = silent & ~first & np.isfinite(cov)
@@ -219,21 +220,20 @@ def reorder(S: np.ndarray, pairs: np.ndarray, key: np.ndarray) -> np.ndarray:
 
 
 def _trained_scores(
-    fam: Family, seed: int, oracle: LinearOracle, oracle_mean: np.ndarray, masks: tuple
+    fam: Family, seed: int, oracle: LinearOracle, scores: dict[str, np.ndarray], masks: tuple
 ) -> dict[str, np.ndarray]:
     """The benchmark's model, its gradient-partial and completion (band) scores, and
     the completion's scores with the visible and / or silent pairs reordered: by the
-    oracle (mean test; :meth:`LinearOracle.silent_key`), or perfectly (true edges
-    first)."""
+    oracle (``scores``' mean test; :meth:`LinearOracle.silent_key` of its two-step and
+    covariance tests), or perfectly (true edges first)."""
     ctx = train_context(fam, seed)
     band = METHODS["grad_complete"](ctx)
     _, true_graph, known, _ = masks
-    visible = oracle.fed[:, None] & oracle.reaches[None, :]
-    silent_key = oracle.silent_key()
+    silent_key = oracle.silent_key(scores["twostep"], scores["cov"])
     cand = ~known & ~np.eye(len(known), dtype=bool)
-    shown, silent = cand & visible, cand & ~visible
+    shown, silent = cand & oracle.visible, cand & ~oracle.visible
     perfect = true_graph.astype(float)
-    with_oracle = reorder(band, shown, oracle_mean)
+    with_oracle = reorder(band, shown, scores["mean"])
     return {
         "gradient_partial": METHODS["grad_partial"](ctx),
         "completion": band,
@@ -252,7 +252,7 @@ def run_one(fam: Family, seed: int, trained: bool) -> dict[str, Any]:
     oracle = LinearOracle(task, x, y)
     n = len(task.functions)
     negatives = ~true_graph & ~np.eye(n, dtype=bool)
-    visible = oracle.fed[:, None] & oracle.reaches[None, :]
+    visible = oracle.visible
     scores = {
         "mean": oracle.mean(),
         "mean_diag": oracle.mean(diagonal=True),
@@ -261,7 +261,7 @@ def run_one(fam: Family, seed: int, trained: bool) -> dict[str, Any]:
         "greedy": oracle.greedy(len(task.held_out)),
     }
     if trained:
-        scores.update(_trained_scores(fam, seed, oracle, scores["mean"], masks))
+        scores.update(_trained_scores(fam, seed, oracle, scores, masks))
     out: dict[str, Any] = {
         "family": fam.name,
         "seed": seed,
